@@ -1,0 +1,135 @@
+@0xe357f3dc91ada545;
+# The whole contract between the nbdkit plugin (plugin/) and the worker process (worker/).
+#
+# The worker serves `Worker` as its bootstrap capability on every connection it is given; the
+# plugin serves `Host` as its own bootstrap, for what only nbdkit can do. Every callback that
+# nbdkit makes on the plugin becomes one call here. Expected failures of a script callback are
+# data (`Status` with an errno), never an RPC exception: an RPC exception means the worker broke.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("pyworker::rpc");
+
+struct Status {
+  # Outcome of one script callback.
+  errno @0 :Int32;
+  # 0 on success. On failure: the errno the script set with nbdkit.set_error(), else EIO.
+  message @1 :Text;
+  # On failure: the complete nbdkit_error() text, "<script>: <callback>: error: <traceback>".
+  disconnect @2 :Disconnect;
+  # nbdkit.disconnect() was called during this callback: the plugin calls nbdkit_disconnect()
+  # on the connection's own thread, which is the only place nbdkit accepts it.
+}
+
+enum Disconnect {
+  none @0;
+  soft @1;
+  force @2;
+}
+
+struct ConnectionContext {
+  # What only nbdkit's connection thread knows, captured by the plugin and shipped with each
+  # connection-scoped call, so that the script's nbdkit.export_name(), is_tls() and peer_*()
+  # answer as in-process.
+  exportName @0 :Data;
+  # Raw bytes as the client sent them (nbdkit guarantees UTF-8; the worker re-checks).
+  hasExportName @1 :Bool;
+  # False before the client has chosen an export (preconnect, list_exports).
+  isTls @2 :Bool;
+  peerAddress @3 :Data;
+  # struct sockaddr as nbdkit_peer_name() filled it; empty if unknown.
+  peerPid @4 :Int64 = -1;
+  peerUid @5 :Int64 = -1;
+  peerGid @6 :Int64 = -1;
+  # -1 when nbdkit cannot tell (TCP peers, for example).
+}
+
+struct ScriptInfo {
+  apiVersion @0 :Int32;
+  pythonVersion @1 :Text;
+  # e.g. "3.11.2", for --dump-plugin's python_version=.
+  pep384AbiVersion @2 :Int32;
+}
+
+struct Export {
+  name @0 :Text;
+  description @1 :Text;
+  hasDescription @2 :Bool;
+}
+
+struct Extent {
+  offset @0 :UInt64;
+  length @1 :UInt64;
+  type @2 :UInt32;
+}
+
+enum Query {
+  # The per-connection questions nbdkit asks once after open. The worker applies nbdkit's
+  # python plugin defaults when the script does not define the callback.
+  canWrite @0;
+  canFlush @1;
+  isRotational @2;
+  canTrim @3;
+  canZero @4;
+  canFastZero @5;
+  canFua @6;        # answers NBDKIT_FUA_NONE/EMULATE/NATIVE
+  canCache @7;      # answers NBDKIT_CACHE_NONE/EMULATE/NATIVE
+  canExtents @8;
+  canMultiConn @9;
+}
+
+interface Host {
+  # Served by the plugin. Calls are fire-and-forget from the worker's point of view, but they
+  # arrive before the reply of the callback that made them (E-order on one connection).
+  debug @0 (message :Text);
+  # nbdkit.debug(): nbdkit_debug(), printed only with -v.
+  error @1 (message :Text);
+  # An error with no request to fail (close raising, for example): nbdkit_error().
+  shutdown @2 ();
+  # nbdkit.shutdown(): nbdkit_shutdown().
+}
+
+interface Worker {
+  # Process-wide callbacks, in nbdkit's order. The plugin calls `load` once, first.
+
+  load @0 (script :Text, host :Host, verbose :Bool) -> (status :Status, info :ScriptInfo);
+  # Runs the script as __main__ and checks that open, get_size and pread exist.
+  config @1 (key :Text, value :Text) -> (status :Status);
+  configComplete @2 () -> (status :Status);
+  threadModel @3 () -> (status :Status, model :Int32);
+  getReady @4 () -> (status :Status);
+  afterFork @5 (directory :Text, host :Host) -> (status :Status);
+  # The worker changes to nbdkit's current directory first (the daemon chdir()s to "/"), and
+  # from now on sends Host calls to `host` (the serving connection's; the one given to `load`
+  # may have belonged to the config-phase connection, which is closed by then).
+  cleanup @6 () -> ();
+  dumpPlugin @7 () -> (status :Status, text :Text);
+  # The script's dump_plugin() output, captured, for the plugin to print on nbdkit's stdout.
+
+  preconnect @8 (readonly :Bool, context :ConnectionContext) -> (status :Status);
+  listExports @9 (readonly :Bool, context :ConnectionContext)
+      -> (status :Status, useDefault :Bool, exports :List(Export));
+  # useDefault: the script has no list_exports; the plugin calls nbdkit_use_default_export().
+  defaultExport @10 (readonly :Bool, context :ConnectionContext) -> (status :Status, name :Text);
+  open @11 (readonly :Bool, context :ConnectionContext) -> (status :Status, handle :Handle);
+  # Releasing the returned Handle is the script's close(): the worker calls it once every call
+  # on that handle has returned.
+}
+
+interface Handle {
+  # One open connection's callbacks. `flags` are nbdkit's NBDKIT_FLAG_* bits.
+  getSize @0 () -> (status :Status, size :Int64);
+  blockSize @1 () -> (status :Status, minimum :UInt32, preferred :UInt32, maximum :UInt32);
+  # All zero when the script has no block_size.
+  exportDescription @2 () -> (status :Status, description :Text, hasDescription :Bool);
+  query @3 (query :Query) -> (status :Status, value :Int32);
+
+  pread @4 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status, data :Data);
+  # On success `data` is exactly `count` bytes; the plugin checks it.
+  pwrite @5 (data :Data, offset :UInt64, flags :UInt32) -> (status :Status);
+  flush @6 (flags :UInt32) -> (status :Status);
+  trim @7 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
+  zero @8 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
+  cache @9 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
+  extents @10 (count :UInt32, offset :UInt64, flags :UInt32)
+      -> (status :Status, extents :List(Extent));
+}
