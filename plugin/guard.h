@@ -1,0 +1,48 @@
+#pragma once
+// The one place where C++ exceptions stop: every nbdkit callback body runs inside guarded(), so
+// no exception ever unwinds into nbdkit's C. A fault becomes nbdkit_error + EIO + failure value.
+
+#include <errno.h>
+
+#include <exception>
+
+#include <kj/exception.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "parameters.h"
+
+namespace pyworker {
+
+struct ScriptFailed {
+  // The script's own failure, already reported to nbdkit (ScriptOutcome::report()): the
+  // callback just returns its failure value.
+};
+
+void reportFault(const char* callback, const kj::Exception& e);
+// Logs why the worker could not answer (it died, or replied nonsense). Defined with the
+// supervisor, which knows which worker it was.
+
+template <typename T, typename Body>
+T guarded(const char* callback, T failure, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const ScriptFailed&) {
+  } catch (const ParameterError& e) {
+    nbdkit_error("%s", e.what());
+    nbdkit_set_error(EINVAL);
+  } catch (const kj::Exception& e) {
+    reportFault(callback, e);
+    nbdkit_set_error(EIO);
+  } catch (const std::exception& e) {
+    nbdkit_error("pyworker: %s: %s", callback, e.what());
+    nbdkit_set_error(EIO);
+  } catch (...) {
+    nbdkit_error("pyworker: %s: unknown exception", callback);
+    nbdkit_set_error(EIO);
+  }
+  return failure;
+}
+
+}  // namespace pyworker

@@ -1,0 +1,50 @@
+#include "plugin-state.h"
+
+#include <unistd.h>
+
+#include "guard.h"
+#include "worker-path.h"
+
+#ifndef PYWORKER_INSTALLED_WORKER
+#error "the build must define PYWORKER_INSTALLED_WORKER"
+#endif
+
+namespace pyworker {
+
+namespace {
+
+Unmanaged<PluginState> globalState;
+
+bool isExecutable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
+
+}  // namespace
+
+Supervisor& PluginState::supervisor() {
+  if (!supervisor_) {
+    if (startFailed_) throw ScriptFailed();
+    parameters_.checkComplete();
+    WorkerSetup setup{
+        resolveWorkerPath(parameters_.workerPath(), pluginDirectory(), PYWORKER_INSTALLED_WORKER,
+                          isExecutable),
+        parameters_.script(), parameters_.scriptConfig()};
+    auto& supervisor = supervisor_.emplace(kj::mv(setup));
+    try {
+      info_ = supervisor.start();
+    } catch (...) {
+      // A failed start leaves no worker behind and no half-started supervisor.
+      supervisor_.reset();
+      startFailed_ = true;
+      throw;
+    }
+  }
+  return *supervisor_;
+}
+
+PluginState& state() {
+  if (!globalState) globalState.emplace();
+  return *globalState.get();
+}
+
+void destroyState() { globalState.reset(); }
+
+}  // namespace pyworker

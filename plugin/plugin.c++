@@ -1,0 +1,571 @@
+// The nbdkit callback table. Each callback is thin: capture what only nbdkit's thread knows,
+// forward one RPC through the supervisor's link, check the reply, apply it to nbdkit.
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <memory>
+#include <string>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "guard.h"
+#include "plugin-state.h"
+#include "script-outcome.h"
+
+#ifndef PYWORKER_PYTHON_VERSION
+#error "the build must define PYWORKER_PYTHON_VERSION"
+#endif
+
+namespace pyworker {
+namespace {
+
+constexpr uint32_t MAX_BLOCK_SIZE = 0xffffffff;
+constexpr size_t MAX_NAME_BYTES = 4096;
+// NBD's limit on export names and descriptions (NBD_MAX_STRING).
+
+struct Connection {
+  // nbdkit's per-connection handle. `handle` belongs to the RPC thread: it is created and
+  // destroyed only inside WorkerLink::run().
+  explicit Connection(rpc::Handle::Client handle) : handle(kj::mv(handle)) {}
+  rpc::Handle::Client handle;
+};
+
+struct ConnectionInfo {
+  // Captured on nbdkit's connection thread, shipped with the call.
+  bool hasExportName = false;
+  std::string exportName;
+  bool isTls = false;
+
+  static ConnectionInfo capture(bool withExportName) {
+    ConnectionInfo info;
+    if (withExportName) {
+      if (const char* name = nbdkit_export_name()) {
+        info.hasExportName = true;
+        info.exportName = name;
+      }
+    }
+    info.isTls = nbdkit_is_tls() == 1;
+    return info;
+  }
+
+  void fill(rpc::ConnectionContext::Builder context) const {
+    context.setHasExportName(hasExportName);
+    context.setExportName(kj::arrayPtr(reinterpret_cast<const kj::byte*>(exportName.data()),
+                                       exportName.size()));
+    context.setIsTls(isTls);
+  }
+};
+
+[[noreturn]] void invalidReply(const std::string& what) {
+  // The worker is untrusted: a reply that breaks the protocol's promises fails the request.
+  throw std::runtime_error("invalid reply from the worker: " + what);
+}
+
+WorkerLink& link() { return state().supervisor().link(); }
+
+template <typename Call>
+void onHandle(void* handle, Call&& call) {
+  auto& connection = *static_cast<Connection*>(handle);
+  link().run([&](rpc::Worker::Client&) { return call(connection.handle); });
+}
+
+// Sends a Handle request that carries only a Status back, and applies it.
+template <typename Request>
+int simpleHandleCall(void* handle, Request&& makeRequest) {
+  ScriptOutcome outcome;
+  onHandle(handle, [&](rpc::Handle::Client& h) {
+    return makeRequest(h).send().then(
+        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
+  });
+  return outcome.report() ? 0 : -1;
+}
+
+// Same for the process-wide Worker requests that carry only a Status.
+template <typename Request>
+int simpleWorkerCall(Request&& makeRequest) {
+  ScriptOutcome outcome;
+  link().run([&](rpc::Worker::Client& worker) {
+    return makeRequest(worker).send().then(
+        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
+  });
+  return outcome.report() ? 0 : -1;
+}
+
+int query(void* handle, const char* callback, rpc::Query which, int maximum) {
+  return guarded(callback, -1, [&] {
+    ScriptOutcome outcome;
+    int32_t value = 0;
+    onHandle(handle, [&](rpc::Handle::Client& h) {
+      auto request = h.queryRequest();
+      request.setQuery(which);
+      return request.send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        value = response.getValue();
+      });
+    });
+    if (!outcome.report()) return -1;
+    if (value < 0 || value > maximum) {
+      invalidReply(std::string(callback) + " answered " + std::to_string(value));
+    }
+    return static_cast<int>(value);
+  });
+}
+
+std::string copyText(capnp::Text::Reader text, const char* what) {
+  if (text.size() > MAX_NAME_BYTES) invalidReply(std::string(what) + " is too long");
+  if (memchr(text.begin(), '\0', text.size()) != nullptr) {
+    invalidReply(std::string(what) + " contains a NUL byte");
+  }
+  return std::string(text.begin(), text.size());
+}
+
+// --- process-wide callbacks ---
+
+void pyworkerUnload() { destroyState(); }
+
+int pyworkerConfig(const char* key, const char* value) {
+  return guarded("config", -1, [&] {
+    std::string v = value;
+    if (strcmp(key, "script") == 0) {
+      // Resolved now: the daemon changes to "/" before the worker could reload it.
+      char* absolute = nbdkit_absolute_path(value);
+      if (absolute == nullptr) return -1;
+      v = absolute;
+      free(absolute);
+    }
+    state().parameters().accept(key, v);
+    return 0;
+  });
+}
+
+int pyworkerConfigComplete() {
+  return guarded("config_complete", -1, [&] {
+    return simpleWorkerCall([](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
+  });
+}
+
+int pyworkerThreadModel() {
+  return guarded("thread_model", -1, [&] {
+    // `nbdkit --dump-plugin pyworker` with no script asks too: answer the script default.
+    if (state().parameters().script().empty()) {
+      return static_cast<int>(NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS);
+    }
+    ScriptOutcome outcome;
+    int32_t model = 0;
+    link().run([&](rpc::Worker::Client& worker) {
+      return worker.threadModelRequest().send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        model = response.getModel();
+      });
+    });
+    if (!outcome.report()) return -1;
+    if (model < NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS ||
+        model > NBDKIT_THREAD_MODEL_PARALLEL) {
+      invalidReply("thread_model answered " + std::to_string(model));
+    }
+    return static_cast<int>(model);
+  });
+}
+
+int pyworkerGetReady() {
+  return guarded("get_ready", -1, [&] {
+    if (simpleWorkerCall([](rpc::Worker::Client& w) { return w.getReadyRequest(); }) < 0) {
+      return -1;
+    }
+    state().supervisor().endConfigPhase();
+    return 0;
+  });
+}
+
+int pyworkerAfterFork() {
+  return guarded("after_fork", -1, [&] {
+    state().supervisor().startServing();
+    return 0;
+  });
+}
+
+void pyworkerCleanup() {
+  guarded("cleanup", 0, [&] {
+    link().run([](rpc::Worker::Client& worker) {
+      return worker.cleanupRequest().send().ignoreResult();
+    });
+    return 0;
+  });
+}
+
+void pyworkerDumpPlugin() {
+  guarded("dump_plugin", 0, [&] {
+    auto& s = state();
+    if (s.parameters().script().empty()) {
+      printf("python_version=%s\n", PYWORKER_PYTHON_VERSION);
+      printf("nbdkit_python_maximum_api_version=2\n");
+      fflush(stdout);
+      return 0;
+    }
+    s.supervisor();
+    printf("python_version=%s\n", s.scriptInfo().pythonVersion.c_str());
+    printf("python_pep_384_abi_version=%d\n", s.scriptInfo().pep384AbiVersion);
+    printf("nbdkit_python_maximum_api_version=2\n");
+    ScriptOutcome outcome;
+    std::string text;
+    link().run([&](rpc::Worker::Client& worker) {
+      return worker.dumpPluginRequest().send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        auto t = response.getText();
+        text.assign(t.begin(), t.size());
+      });
+    });
+    if (outcome.report()) fwrite(text.data(), 1, text.size(), stdout);
+    fflush(stdout);
+    return 0;
+  });
+}
+
+// --- connection callbacks ---
+
+int pyworkerPreconnect(int readonly) {
+  return guarded("preconnect", -1, [&] {
+    auto info = ConnectionInfo::capture(false);
+    return simpleWorkerCall([&](rpc::Worker::Client& w) {
+      auto request = w.preconnectRequest();
+      request.setReadonly(readonly);
+      info.fill(request.initContext());
+      return request;
+    });
+  });
+}
+
+int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports) {
+  return guarded("list_exports", -1, [&] {
+    auto info = ConnectionInfo::capture(false);
+    info.isTls = isTls;
+    ScriptOutcome outcome;
+    bool useDefault = false;
+    std::vector<std::pair<std::string, std::optional<std::string>>> list;
+    link().run([&](rpc::Worker::Client& worker) {
+      auto request = worker.listExportsRequest();
+      request.setReadonly(readonly);
+      info.fill(request.initContext());
+      return request.send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        useDefault = response.getUseDefault();
+        for (auto e : response.getExports()) {
+          std::optional<std::string> description;
+          if (e.getHasDescription()) {
+            description = copyText(e.getDescription(), "export description");
+          }
+          list.emplace_back(copyText(e.getName(), "export name"), kj::mv(description));
+        }
+      });
+    });
+    if (!outcome.report()) return -1;
+    if (useDefault) return nbdkit_use_default_export(exports);
+    for (auto& [name, description] : list) {
+      if (nbdkit_add_export(exports, name.c_str(),
+                            description ? description->c_str() : nullptr) < 0) {
+        return -1;
+      }
+    }
+    return 0;
+  });
+}
+
+const char* pyworkerDefaultExport(int readonly, int isTls) {
+  return guarded("default_export", static_cast<const char*>(nullptr), [&]() -> const char* {
+    auto info = ConnectionInfo::capture(false);
+    info.isTls = isTls;
+    ScriptOutcome outcome;
+    std::string name;
+    link().run([&](rpc::Worker::Client& worker) {
+      auto request = worker.defaultExportRequest();
+      request.setReadonly(readonly);
+      info.fill(request.initContext());
+      return request.send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        name = copyText(response.getName(), "default export name");
+      });
+    });
+    if (!outcome.report()) return nullptr;
+    return nbdkit_strdup_intern(name.c_str());
+  });
+}
+
+void* pyworkerOpen(int readonly) {
+  return guarded("open", static_cast<void*>(nullptr), [&]() -> void* {
+    auto info = ConnectionInfo::capture(true);
+    ScriptOutcome outcome;
+    std::unique_ptr<Connection> connection;
+    link().run([&](rpc::Worker::Client& worker) {
+      auto request = worker.openRequest();
+      request.setReadonly(readonly);
+      info.fill(request.initContext());
+      return request.send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        if (outcome.error == 0) {
+          connection = std::make_unique<Connection>(response.getHandle());
+        }
+      });
+    });
+    if (!outcome.report()) return nullptr;
+    return connection.release();
+  });
+}
+
+void pyworkerClose(void* handle) {
+  std::unique_ptr<Connection> connection(static_cast<Connection*>(handle));
+  guarded("close", 0, [&] {
+    // Dropping the capability is the script's close(); it must happen on the RPC thread.
+    link().run([&](rpc::Worker::Client&) {
+      connection.reset();
+      return kj::READY_NOW;
+    });
+    return 0;
+  });
+  // If the RPC thread is gone the capability cannot be dropped safely: leak it.
+  (void)connection.release();
+}
+
+const char* pyworkerExportDescription(void* handle) {
+  return guarded("export_description", static_cast<const char*>(nullptr),
+                 [&]() -> const char* {
+                   ScriptOutcome outcome;
+                   std::optional<std::string> description;
+                   onHandle(handle, [&](rpc::Handle::Client& h) {
+                     return h.exportDescriptionRequest().send().then([&](auto response) {
+                       outcome = ScriptOutcome::from(response.getStatus());
+                       if (response.getHasDescription()) {
+                         description = copyText(response.getDescription(), "export description");
+                       }
+                     });
+                   });
+                   if (!outcome.report() || !description) return nullptr;
+                   return nbdkit_strdup_intern(description->c_str());
+                 });
+}
+
+int64_t pyworkerGetSize(void* handle) {
+  return guarded("get_size", int64_t{-1}, [&]() -> int64_t {
+    ScriptOutcome outcome;
+    int64_t size = 0;
+    onHandle(handle, [&](rpc::Handle::Client& h) {
+      return h.getSizeRequest().send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        size = response.getSize();
+      });
+    });
+    if (!outcome.report()) return -1;
+    if (size < 0) invalidReply("get_size answered " + std::to_string(size));
+    return size;
+  });
+}
+
+int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
+  return guarded("block_size", -1, [&] {
+    ScriptOutcome outcome;
+    onHandle(handle, [&](rpc::Handle::Client& h) {
+      return h.blockSizeRequest().send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        *minimum = response.getMinimum();
+        *preferred = response.getPreferred();
+        *maximum = response.getMaximum();
+      });
+    });
+    if (!outcome.report()) return -1;
+    // nbdkit validates the values themselves (powers of two, ordering) and names the problem.
+    (void)MAX_BLOCK_SIZE;
+    return 0;
+  });
+}
+
+int pyworkerCanWrite(void* h) { return query(h, "can_write", rpc::Query::CAN_WRITE, 1); }
+int pyworkerCanFlush(void* h) { return query(h, "can_flush", rpc::Query::CAN_FLUSH, 1); }
+int pyworkerIsRotational(void* h) {
+  return query(h, "is_rotational", rpc::Query::IS_ROTATIONAL, 1);
+}
+int pyworkerCanTrim(void* h) { return query(h, "can_trim", rpc::Query::CAN_TRIM, 1); }
+int pyworkerCanZero(void* h) { return query(h, "can_zero", rpc::Query::CAN_ZERO, 1); }
+int pyworkerCanFastZero(void* h) {
+  return query(h, "can_fast_zero", rpc::Query::CAN_FAST_ZERO, 1);
+}
+int pyworkerCanExtents(void* h) { return query(h, "can_extents", rpc::Query::CAN_EXTENTS, 1); }
+int pyworkerCanMultiConn(void* h) {
+  return query(h, "can_multi_conn", rpc::Query::CAN_MULTI_CONN, 1);
+}
+int pyworkerCanFua(void* h) {
+  return query(h, "can_fua", rpc::Query::CAN_FUA, NBDKIT_FUA_NATIVE);
+}
+int pyworkerCanCache(void* h) {
+  return query(h, "can_cache", rpc::Query::CAN_CACHE, NBDKIT_CACHE_NATIVE);
+}
+
+// --- data callbacks ---
+
+int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, uint32_t flags) {
+  return guarded("pread", -1, [&] {
+    ScriptOutcome outcome;
+    onHandle(handle, [&](rpc::Handle::Client& h) {
+      auto request = h.preadRequest();
+      request.setCount(count);
+      request.setOffset(offset);
+      request.setFlags(flags);
+      return request.send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        if (outcome.error != 0) return;
+        auto data = response.getData();
+        if (data.size() != count) {
+          invalidReply("pread returned " + std::to_string(data.size()) + " bytes, expected " +
+                       std::to_string(count));
+        }
+        memcpy(buffer, data.begin(), count);
+      });
+    });
+    return outcome.report() ? 0 : -1;
+  });
+}
+
+int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t offset,
+                   uint32_t flags) {
+  return guarded("pwrite", -1, [&] {
+    return simpleHandleCall(handle, [&](rpc::Handle::Client& h) {
+      auto request = h.pwriteRequest();
+      request.setData(kj::arrayPtr(static_cast<const kj::byte*>(buffer), count));
+      request.setOffset(offset);
+      request.setFlags(flags);
+      return request;
+    });
+  });
+}
+
+int pyworkerFlush(void* handle, uint32_t flags) {
+  return guarded("flush", -1, [&] {
+    return simpleHandleCall(handle, [&](rpc::Handle::Client& h) {
+      auto request = h.flushRequest();
+      request.setFlags(flags);
+      return request;
+    });
+  });
+}
+
+// trim, zero and cache share one request shape.
+template <typename MakeRequest>
+int rangeCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
+              uint32_t flags, MakeRequest&& makeRequest) {
+  return guarded(callback, -1, [&] {
+    return simpleHandleCall(handle, [&](rpc::Handle::Client& h) {
+      auto request = makeRequest(h);
+      request.setCount(count);
+      request.setOffset(offset);
+      request.setFlags(flags);
+      return request;
+    });
+  });
+}
+
+int pyworkerTrim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return rangeCall("trim", handle, count, offset, flags,
+                   [](rpc::Handle::Client& h) { return h.trimRequest(); });
+}
+
+int pyworkerZero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return rangeCall("zero", handle, count, offset, flags,
+                   [](rpc::Handle::Client& h) { return h.zeroRequest(); });
+}
+
+int pyworkerCache(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
+  return rangeCall("cache", handle, count, offset, flags,
+                   [](rpc::Handle::Client& h) { return h.cacheRequest(); });
+}
+
+int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
+                    struct nbdkit_extents* extents) {
+  return guarded("extents", -1, [&] {
+    struct Extent {
+      uint64_t offset, length;
+      uint32_t type;
+    };
+    ScriptOutcome outcome;
+    std::vector<Extent> list;
+    onHandle(handle, [&](rpc::Handle::Client& h) {
+      auto request = h.extentsRequest();
+      request.setCount(count);
+      request.setOffset(offset);
+      request.setFlags(flags);
+      return request.send().then([&](auto response) {
+        outcome = ScriptOutcome::from(response.getStatus());
+        for (auto e : response.getExtents()) {
+          list.push_back({e.getOffset(), e.getLength(), e.getType()});
+        }
+      });
+    });
+    if (!outcome.report()) return -1;
+    for (auto& e : list) {
+      if (e.type > (NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO)) {
+        invalidReply("extent type " + std::to_string(e.type));
+      }
+      // nbdkit_add_extent() checks order and contiguity and reports what is wrong.
+      if (nbdkit_add_extent(extents, e.offset, e.length, e.type) < 0) return -1;
+    }
+    return 0;
+  });
+}
+
+const char CONFIG_HELP[] =
+    "script=<FILENAME>     (required) The Python script to run (or give it as the\n"
+    "                                 first bare parameter).\n"
+    "worker=<PATH>                    The worker executable to run the script in.\n"
+    "[other arguments are passed to the script's config() function]";
+
+}  // namespace
+}  // namespace pyworker
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+// Constant-initialized (no global constructor); fields in the struct's declaration order. The
+// fields left out are nbdkit's own or API 1's.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static struct nbdkit_plugin plugin = {
+    .name = "pyworker",
+    .longname = "nbdkit Python plugin, out of process",
+    .version = PACKAGE_VERSION,
+    .unload = pyworker::pyworkerUnload,
+    .config = pyworker::pyworkerConfig,
+    .config_complete = pyworker::pyworkerConfigComplete,
+    .config_help = pyworker::CONFIG_HELP,
+    .open = pyworker::pyworkerOpen,
+    .close = pyworker::pyworkerClose,
+    .get_size = pyworker::pyworkerGetSize,
+    .can_write = pyworker::pyworkerCanWrite,
+    .can_flush = pyworker::pyworkerCanFlush,
+    .is_rotational = pyworker::pyworkerIsRotational,
+    .can_trim = pyworker::pyworkerCanTrim,
+    .dump_plugin = pyworker::pyworkerDumpPlugin,
+    .can_zero = pyworker::pyworkerCanZero,
+    .can_fua = pyworker::pyworkerCanFua,
+    .pread = pyworker::pyworkerPread,
+    .pwrite = pyworker::pyworkerPwrite,
+    .flush = pyworker::pyworkerFlush,
+    .trim = pyworker::pyworkerTrim,
+    .zero = pyworker::pyworkerZero,
+    .magic_config_key = "script",
+    .can_multi_conn = pyworker::pyworkerCanMultiConn,
+    .can_extents = pyworker::pyworkerCanExtents,
+    .extents = pyworker::pyworkerExtents,
+    .can_cache = pyworker::pyworkerCanCache,
+    .cache = pyworker::pyworkerCache,
+    .thread_model = pyworker::pyworkerThreadModel,
+    .can_fast_zero = pyworker::pyworkerCanFastZero,
+    .preconnect = pyworker::pyworkerPreconnect,
+    .get_ready = pyworker::pyworkerGetReady,
+    .after_fork = pyworker::pyworkerAfterFork,
+    .list_exports = pyworker::pyworkerListExports,
+    .default_export = pyworker::pyworkerDefaultExport,
+    .export_description = pyworker::pyworkerExportDescription,
+    .cleanup = pyworker::pyworkerCleanup,
+    .block_size = pyworker::pyworkerBlockSize,
+};
+#pragma GCC diagnostic pop
+NBDKIT_REGISTER_PLUGIN(plugin)

@@ -1,0 +1,32 @@
+#include "rpc-connection.h"
+
+#include "host-server.h"
+
+namespace pyworker {
+
+namespace {
+
+capnp::ReaderOptions readerOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = TRAVERSAL_LIMIT_WORDS;
+  return options;
+}
+
+}  // namespace
+
+RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket)
+    : stream_(lowLevel.wrapSocketFd(kj::mv(socket),
+                                    kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
+      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, readerOptions()),
+      host_(kj::heap<HostServer>()),
+      rpcSystem_(capnp::makeRpcServer(network_, host_)),
+      worker_(nullptr) {
+  capnp::word scratch[4];
+  memset(scratch, 0, sizeof(scratch));
+  capnp::MallocMessageBuilder message(scratch);
+  auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+  worker_ = rpcSystem_.bootstrap(vatId).castAs<rpc::Worker>();
+}
+
+}  // namespace pyworker

@@ -1,0 +1,36 @@
+#pragma once
+// One Cap'n Proto two-party connection to a worker over a socket, on the calling thread's kj
+// event loop: the plugin serves Host and holds the worker's bootstrap Worker capability.
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/io.h>
+
+#include "pyworker.capnp.h"
+
+namespace pyworker {
+
+constexpr uint64_t TRAVERSAL_LIMIT_WORDS = 8 * 1024 * 1024 + 64 * 1024;
+// A 64 MiB Data field (nbdkit's largest request) plus the message around it; the worker uses
+// the same value, since a receiver with a lower limit drops the whole connection.
+
+class RpcConnection {
+public:
+  RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket);
+  // Takes ownership of `socket`.
+  KJ_DISALLOW_COPY(RpcConnection);
+
+  rpc::Worker::Client& worker() { return worker_; }
+  rpc::Host::Client host() { return host_; }
+
+  kj::Promise<void> onDisconnect() { return network_.onDisconnect(); }
+
+private:
+  kj::Own<kj::AsyncIoStream> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  rpc::Host::Client host_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem_;
+  rpc::Worker::Client worker_;
+};
+
+}  // namespace pyworker

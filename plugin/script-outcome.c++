@@ -1,0 +1,56 @@
+#include "script-outcome.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+namespace pyworker {
+
+namespace {
+
+constexpr int MAX_ERRNO = 4095;
+
+using DisconnectFunction = void (*)(int force);
+
+DisconnectFunction nbdkitDisconnect() {
+  // nbdkit_disconnect() appeared in nbdkit 1.34; looked up at run time so that the plugin
+  // still loads into 1.32, where a script's disconnect request can only be logged.
+  static DisconnectFunction function =
+      reinterpret_cast<DisconnectFunction>(dlsym(RTLD_DEFAULT, "nbdkit_disconnect"));
+  return function;
+}
+
+}  // namespace
+
+ScriptOutcome ScriptOutcome::from(rpc::Status::Reader status) {
+  ScriptOutcome outcome;
+  int error = status.getErrno();
+  if (error != 0) {
+    outcome.error = (error > 0 && error <= MAX_ERRNO) ? error : EIO;
+    auto message = status.getMessage();
+    outcome.message.assign(message.begin(), message.size());
+    if (outcome.message.empty()) outcome.message = "script callback failed";
+  }
+  outcome.disconnect = status.getDisconnect();
+  return outcome;
+}
+
+bool ScriptOutcome::report() const {
+  if (disconnect != rpc::Disconnect::NONE) {
+    bool force = disconnect == rpc::Disconnect::FORCE;
+    if (auto function = nbdkitDisconnect()) {
+      function(force);
+    } else {
+      nbdkit_debug("pyworker: nbdkit.disconnect(%s) needs nbdkit >= 1.34; ignored",
+                   force ? "True" : "False");
+    }
+  }
+  if (error == 0) return true;
+  nbdkit_error("%s", message.c_str());
+  nbdkit_set_error(error);
+  return false;
+}
+
+}  // namespace pyworker

@@ -1,0 +1,171 @@
+#include "worker-process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <kj/debug.h>
+
+#include <vector>
+
+extern char** environ;
+
+namespace pyworker {
+
+namespace {
+
+constexpr int SERVE_FD = 3;
+constexpr int CONFIG_FD = 4;
+constexpr int FIRST_FREE_FD = 5;
+// The worker's ends are moved above the fds they are dup2()ed onto: dup2(fd, fd) would keep
+// FD_CLOEXEC and the worker would start without its socket.
+
+struct SocketPair {
+  kj::AutoCloseFd pluginEnd;
+  kj::AutoCloseFd workerEnd;
+};
+
+kj::AutoCloseFd moveAbove(kj::AutoCloseFd fd, int minimum) {
+  int moved;
+  KJ_SYSCALL(moved = fcntl(fd.get(), F_DUPFD_CLOEXEC, minimum));
+  return kj::AutoCloseFd(moved);
+}
+
+SocketPair makeSocketPair() {
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  return {kj::AutoCloseFd(fds[0]), moveAbove(kj::AutoCloseFd(fds[1]), FIRST_FREE_FD)};
+}
+
+class SpawnFileActions {
+  // RAII for posix_spawn_file_actions_t.
+public:
+  SpawnFileActions() { KJ_ASSERT(posix_spawn_file_actions_init(&actions) == 0); }
+  ~SpawnFileActions() { posix_spawn_file_actions_destroy(&actions); }
+  KJ_DISALLOW_COPY(SpawnFileActions);
+  posix_spawn_file_actions_t actions;
+};
+
+class SpawnAttributes {
+  // RAII for posix_spawnattr_t.
+public:
+  SpawnAttributes() { KJ_ASSERT(posix_spawnattr_init(&attributes) == 0); }
+  ~SpawnAttributes() { posix_spawnattr_destroy(&attributes); }
+  KJ_DISALLOW_COPY(SpawnAttributes);
+  posix_spawnattr_t attributes;
+};
+
+void check(int error, const char* what) {
+  if (error != 0) KJ_FAIL_SYSCALL(what, error);
+}
+
+int pidfdOpen(pid_t pid) {
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+
+int pidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+}  // namespace
+
+WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& label,
+                             bool withConfigSocket) {
+  auto serving = makeSocketPair();
+  SocketPair config;
+  if (withConfigSocket) config = makeSocketPair();
+
+  // Everything the child needs is built here: after posix_spawn's clone only exec runs.
+  std::vector<std::string> args = {workerPath, "--serve-fd=" + std::to_string(SERVE_FD)};
+  if (withConfigSocket) args.push_back("--config-fd=" + std::to_string(CONFIG_FD));
+  args.push_back("--");
+  args.push_back(label);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  SpawnFileActions files;
+  check(posix_spawn_file_actions_addopen(&files.actions, 0, "/dev/null", O_RDONLY, 0),
+        "posix_spawn_file_actions_addopen");
+  check(posix_spawn_file_actions_adddup2(&files.actions, 2, 1), "adddup2(stderr)");
+  check(posix_spawn_file_actions_adddup2(&files.actions, serving.workerEnd.get(), SERVE_FD),
+        "adddup2(serve)");
+  if (withConfigSocket) {
+    check(posix_spawn_file_actions_adddup2(&files.actions, config.workerEnd.get(), CONFIG_FD),
+          "adddup2(config)");
+  }
+
+  SpawnAttributes attrs;
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  check(posix_spawnattr_setsigmask(&attrs.attributes, &none), "setsigmask");
+  check(posix_spawnattr_setsigdefault(&attrs.attributes, &all), "setsigdefault");
+  check(posix_spawnattr_setpgroup(&attrs.attributes, 0), "setpgroup");
+  check(posix_spawnattr_setflags(&attrs.attributes, POSIX_SPAWN_SETSIGMASK |
+                                                        POSIX_SPAWN_SETSIGDEF |
+                                                        POSIX_SPAWN_SETPGROUP),
+        "setflags");
+
+  pid_t pid;
+  int error = posix_spawn(&pid, workerPath.c_str(), &files.actions, &attrs.attributes,
+                          argv.data(), environ);
+  if (error != 0) KJ_FAIL_SYSCALL("posix_spawn", error, workerPath);
+  pid_ = pid;
+  spawner_ = getpid();
+
+  int pidfd = pidfdOpen(pid);
+  if (pidfd < 0) {
+    int e = errno;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    KJ_FAIL_SYSCALL("pidfd_open", e);
+  }
+  pidfd_ = kj::AutoCloseFd(pidfd);
+  sockets_ = {kj::mv(serving.pluginEnd), kj::mv(config.pluginEnd)};
+}
+
+WorkerProcess::~WorkerProcess() noexcept {
+  try {
+    stop(1 * kj::SECONDS);
+  } catch (...) {
+    // Nothing better to do in a destructor; stop() only fails if the kernel does.
+  }
+}
+
+WorkerProcess::Sockets WorkerProcess::takeSockets() { return kj::mv(sockets_); }
+
+bool WorkerProcess::hasExited() {
+  pollfd p = {pidfd_.get(), POLLIN, 0};
+  return poll(&p, 1, 0) > 0;
+}
+
+void WorkerProcess::stop(kj::Duration grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  sockets_ = {};  // Closing our ends is the worker's signal to exit.
+
+  pollfd p = {pidfd_.get(), POLLIN, 0};
+  int r;
+  do {
+    r = poll(&p, 1, static_cast<int>(grace / kj::MILLISECONDS));
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    pidfdSendSignal(pidfd_.get(), SIGKILL);
+    do {
+      r = poll(&p, 1, 5000);
+    } while (r < 0 && errno == EINTR);
+  }
+  if (getpid() == spawner_) {
+    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+}  // namespace pyworker

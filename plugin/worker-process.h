@@ -1,0 +1,55 @@
+#pragma once
+// One worker process: spawned with posix_spawn (nbdkit is multithreaded, so nothing but exec
+// may run in the child), joined to the plugin by socketpairs, stopped and reaped by its owner.
+
+#include <sys/types.h>
+
+#include <kj/io.h>
+#include <kj/string.h>
+#include <kj/time.h>
+
+#include <string>
+
+namespace pyworker {
+
+class WorkerProcess {
+public:
+  struct Sockets {
+    // The plugin's ends. `config` is invalid when the worker was spawned without one.
+    kj::AutoCloseFd serving;
+    kj::AutoCloseFd config;
+  };
+
+  WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket);
+  // Spawns `workerPath --serve-fd=3 [--config-fd=4] -- label`: stdin is /dev/null, stdout goes
+  // to stderr (under `nbdkit -s` fds 0/1 are the NBD connection), its own process group (a
+  // Ctrl-C at nbdkit's terminal is nbdkit's to handle), default signal dispositions.
+  ~WorkerProcess() noexcept;
+  // Stops the worker (see stop()).
+  KJ_DISALLOW_COPY(WorkerProcess);
+
+  Sockets takeSockets();
+  // Once: the plugin's ends of the socketpairs.
+
+  pid_t pid() const { return pid_; }
+
+  void stop(kj::Duration grace);
+  // The worker exits by itself when its serving socket closes; wait up to `grace` for that,
+  // then SIGKILL. Reaps it if it is this process's child (after nbdkit daemonizes, the first
+  // worker is the exited parent's child, and init reaps it). Idempotent.
+
+  bool hasExited();
+  // Non-blocking: has the process ended (pidfd readable)?
+
+private:
+  pid_t pid_ = -1;
+  pid_t spawner_ = -1;
+  // getpid() at spawn: only the spawner may waitpid().
+  kj::AutoCloseFd pidfd_;
+  // Survives nbdkit's fork, so the daemon can still watch and kill a worker it did not spawn
+  // without risking a recycled pid.
+  Sockets sockets_;
+  bool stopped_ = false;
+};
+
+}  // namespace pyworker
