@@ -31,10 +31,14 @@ struct SocketPair {
   kj::AutoCloseFd workerEnd;
 };
 
+kj::AutoCloseFd duplicateAbove(int fd, int minimum) {
+  int copy;
+  KJ_SYSCALL(copy = fcntl(fd, F_DUPFD_CLOEXEC, minimum));
+  return kj::AutoCloseFd(copy);
+}
+
 kj::AutoCloseFd moveAbove(kj::AutoCloseFd fd, int minimum) {
-  int moved;
-  KJ_SYSCALL(moved = fcntl(fd.get(), F_DUPFD_CLOEXEC, minimum));
-  return kj::AutoCloseFd(moved);
+  return duplicateAbove(fd.get(), minimum);
 }
 
 SocketPair makeSocketPair() {
@@ -128,6 +132,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
     KJ_FAIL_SYSCALL("pidfd_open", e);
   }
   pidfd_ = kj::AutoCloseFd(pidfd);
+  lifeline_ = duplicateAbove(serving.pluginEnd.get(), FIRST_FREE_FD);
   sockets_ = {kj::mv(serving.pluginEnd), kj::mv(config.pluginEnd)};
 }
 
@@ -149,7 +154,10 @@ bool WorkerProcess::hasExited() {
 void WorkerProcess::stop(kj::Duration grace) {
   if (stopped_) return;
   stopped_ = true;
-  sockets_ = {};  // Closing our ends is the worker's signal to exit.
+  // End of the serving connection is the worker's signal to exit.
+  sockets_ = {};
+  if (lifeline_ != nullptr) shutdown(lifeline_.get(), SHUT_RDWR);
+  lifeline_ = nullptr;
 
   pollfd p = {pidfd_.get(), POLLIN, 0};
   int r;

@@ -49,6 +49,10 @@ private:
   // Survives nbdkit's fork, so the daemon can still watch and kill a worker it did not spawn
   // without risking a recycled pid.
   Sockets sockets_;
+  kj::AutoCloseFd lifeline_;
+  // A duplicate of the plugin's serving end, kept to shutdown() the socket itself when
+  // stopping: closing our fd alone is not EOF while a copy lives on (nbdkit --run forks, and
+  // the process running the command holds copies of every fd until it ends).
   bool stopped_ = false;
 };
 
