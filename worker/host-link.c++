@@ -1,0 +1,52 @@
+#include "host-link.h"
+
+namespace pyworker {
+
+HostLink::HostLink(const kj::Executor& loop)
+    : loop(loop), loopThread(std::this_thread::get_id()) {}
+
+void HostLink::setHost(rpc::Host::Client newHost) { host = kj::mv(newHost); }
+
+void HostLink::disconnect() {
+  gone = true;
+  host = nullptr;
+}
+
+template <typename Send>
+void HostLink::onLoop(Send&& send) {
+  if (gone) return;
+  auto call = [&]() {
+    KJ_IF_MAYBE(h, host) {
+      // Fire and forget: a dead config-phase Host must not fail the script's call.
+      send(*h).detach([](kj::Exception&&) {});
+    }
+  };
+  if (std::this_thread::get_id() == loopThread) {
+    call();
+  } else {
+    loop.executeSync(call);
+  }
+}
+
+void HostLink::debug(const std::string& message) {
+  if (!verbose) return;  // nbdkit_debug() would drop it anyway: spare the round trip
+  onLoop([&](rpc::Host::Client& h) {
+    auto request = h.debugRequest();
+    request.setMessage(message);
+    return request.send().ignoreResult();
+  });
+}
+
+void HostLink::error(const std::string& message) {
+  onLoop([&](rpc::Host::Client& h) {
+    auto request = h.errorRequest();
+    request.setMessage(message);
+    return request.send().ignoreResult();
+  });
+}
+
+void HostLink::shutdown() {
+  onLoop([&](rpc::Host::Client& h) { return h.shutdownRequest().send().ignoreResult(); });
+}
+
+}  // namespace pyworker

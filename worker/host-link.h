@@ -1,0 +1,45 @@
+// The worker's line back to the plugin's `Host` (debug, error, shutdown), usable from any
+// thread. The capability lives on the event-loop thread; other threads reach it through the
+// loop's kj::Executor, which also keeps these calls ahead of the reply of the callback that
+// made them.
+#pragma once
+
+#include "pyworker.capnp.h"
+
+#include <kj/async.h>
+#include <kj/mutex.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+namespace pyworker {
+
+class HostLink {
+public:
+  explicit HostLink(const kj::Executor& loop);
+  // Built on the loop thread.
+
+  void setHost(rpc::Host::Client host);
+  // Loop thread only: load() and afterFork() hand over the current Host.
+  void setVerbose(bool verbose) { this->verbose = verbose; }
+  void disconnect();
+  // Loop thread only: the serving connection is gone; host calls become no-ops.
+
+  void debug(const std::string& message);
+  void error(const std::string& message);
+  void shutdown();
+  // Any thread. Callers holding the GIL release it around these (they may block briefly).
+
+private:
+  template <typename Send>
+  void onLoop(Send&& send);
+
+  const kj::Executor& loop;
+  std::thread::id loopThread;
+  kj::Maybe<rpc::Host::Client> host;  // touched only on the loop thread
+  std::atomic<bool> verbose{false};
+  std::atomic<bool> gone{false};
+};
+
+}  // namespace pyworker

@@ -1,0 +1,181 @@
+// nbdkit-pyworker-worker: serves `Worker` over the fds the pyworker plugin gives it, runs the
+// script in an embedded CPython, and ends when the serving connection ends.
+
+#include "host-link.h"
+#include "nbdkit-module.h"
+#include "python-executor.h"
+#include "python-ref.h"
+#include "script.h"
+#include "worker-server.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <thread>
+
+namespace pyworker {
+namespace {
+
+constexpr const char USAGE[] =
+    "nbdkit-pyworker-worker: this program is started by nbdkit's pyworker plugin "
+    "(nbdkit pyworker script=...)\n";
+
+struct Arguments {
+  int serveFd = -1;
+  std::optional<int> configFd;
+};
+
+std::optional<int> parseFd(std::string_view text) {
+  int fd = 0;
+  if (text.empty() || text.size() > 9) return std::nullopt;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    fd = fd * 10 + (c - '0');
+  }
+  return fd;
+}
+
+bool isSocket(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+std::optional<Arguments> parseArguments(int argc, char** argv) {
+  // nbdkit-pyworker-worker --serve-fd=N [--config-fd=M] [--] LABEL
+  Arguments arguments;
+  bool serveGiven = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") break;  // the rest is the label, for ps only
+    if (arg.rfind("--serve-fd=", 0) == 0) {
+      auto fd = parseFd(arg.substr(strlen("--serve-fd=")));
+      if (!fd) return std::nullopt;
+      arguments.serveFd = *fd;
+      serveGiven = true;
+    } else if (arg.rfind("--config-fd=", 0) == 0) {
+      auto fd = parseFd(arg.substr(strlen("--config-fd=")));
+      if (!fd) return std::nullopt;
+      arguments.configFd = *fd;
+    } else if (arg.rfind("--", 0) == 0) {
+      return std::nullopt;
+    }
+  }
+  if (!serveGiven || arguments.serveFd < 3 || !isSocket(arguments.serveFd)) return std::nullopt;
+  if (arguments.configFd &&
+      (*arguments.configFd < 3 || *arguments.configFd == arguments.serveFd ||
+       !isSocket(*arguments.configFd))) {
+    return std::nullopt;
+  }
+  return arguments;
+}
+
+capnp::ReaderOptions readerOptions() {
+  // A 64 MiB Data field plus the rest of the message; the plugin uses the same limit.
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 8 * 1024 * 1024 + 64 * 1024;
+  return options;
+}
+
+class Connection {
+  // One socketpair end serving the bootstrap `Worker`.
+public:
+  Connection(kj::LowLevelAsyncIoProvider& provider, int fd, rpc::Worker::Client bootstrap)
+      : stream(provider.wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, readerOptions()),
+        rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+
+  kj::Promise<void> onDisconnect() { return network.onDisconnect(); }
+
+private:
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
+};
+
+class CloseErrors final: public kj::TaskSet::ErrorHandler {
+  // close() jobs report script errors themselves; this only sees worker faults.
+public:
+  void taskFailed(kj::Exception&& exception) override {
+    KJ_LOG(ERROR, "close failed", exception);
+  }
+};
+
+[[noreturn]] void finish(PythonExecutor& executor, PyThreadState* mainThread) {
+  if (executor.busy() != 0) {
+    // A callback is still running (maybe hung, maybe holding the GIL): finalizing would wait
+    // for it. The plugin is gone, so nobody wants its answer.
+    fflush(nullptr);
+    _exit(0);
+  }
+  // Run atexit handlers as in-process nbdkit does at unload, but never hang on a script's
+  // own threads: a watchdog ends the process if finalizing takes too long.
+  std::thread([]() {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    fflush(nullptr);
+    _exit(0);
+  }).detach();
+  PyEval_RestoreThread(mainThread);
+  Py_FinalizeEx();
+  exit(0);
+}
+
+int run(const Arguments& arguments) {
+  int highest = std::max(arguments.serveFd, arguments.configFd.value_or(-1));
+  // Nothing of nbdkit's (client sockets, the other end of our socketpairs) may stay open here.
+  KJ_SYSCALL(close_range(highest + 1, ~0U, 0));
+  signal(SIGPIPE, SIG_IGN);
+
+  registerNbdkitModule();
+  Py_InitializeEx(0);  // no Python signal handlers: Ctrl-C must not become KeyboardInterrupt
+  {
+    PyRef argv(Py_BuildValue("[s]", ""));
+    PySys_SetObject("argv", argv.get());  // as nbdkit's python plugin: sys.argv == ['']
+  }
+  PyThreadState* mainThread = PyEval_SaveThread();  // Python runs on pool threads only
+
+  auto io = kj::setupAsyncIo();
+  HostLink host(kj::getCurrentThreadExecutor());
+  setNbdkitModuleHost(&host);
+  PythonExecutor executor;
+  Script script(host);
+  CloseErrors closeErrors;
+  kj::TaskSet closes(closeErrors);
+  rpc::Worker::Client worker = kj::heap<WorkerServer>(Services{script, executor, host, closes});
+
+  Connection serving(*io.lowLevelProvider, arguments.serveFd, worker);
+  std::optional<Connection> config;
+  kj::Promise<void> configDone = kj::READY_NOW;
+  if (arguments.configFd) {
+    config.emplace(*io.lowLevelProvider, *arguments.configFd, worker);
+    // Normal after get_ready: the plugin closes it. Its capabilities are released by capnp.
+    configDone = config->onDisconnect().eagerlyEvaluate(nullptr);
+  }
+
+  serving.onDisconnect().wait(io.waitScope);
+  host.disconnect();
+  finish(executor, mainThread);
+}
+
+}  // namespace
+}  // namespace pyworker
+
+int main(int argc, char** argv) {
+  auto arguments = pyworker::parseArguments(argc, argv);
+  if (!arguments) {
+    fputs(pyworker::USAGE, stderr);
+    return 1;
+  }
+  return pyworker::run(*arguments);
+}

@@ -1,0 +1,56 @@
+#include "python-executor.h"
+
+#include "python-ref.h"
+
+#include <kj/debug.h>
+
+#include <thread>
+
+namespace pyworker {
+
+PythonExecutor::PythonExecutor(size_t maxThreads): maxThreads(maxThreads) {}
+
+void PythonExecutor::submit(kj::Function<void()> job) {
+  std::unique_lock lock(mutex);
+  queue.push_back(kj::mv(job));
+  ++pending;
+  if (idle == 0 && threads < maxThreads) {
+    // Every thread is inside a (maybe blocking) script callback: grow, so that a sleeping
+    // callback does not hold up the others. Past the limit, jobs wait their turn.
+    ++threads;
+    std::thread(&PythonExecutor::threadMain, this).detach();
+  } else {
+    wake.notify_one();
+  }
+}
+
+size_t PythonExecutor::busy() const {
+  std::unique_lock lock(mutex);
+  return pending;
+}
+
+void PythonExecutor::threadMain() {
+  // Give this thread its Python thread state once (the gilstate counter stays at 1), so each
+  // job's GilScope only takes the GIL instead of creating and destroying a thread state.
+  PyGILState_Ensure();
+  PyEval_SaveThread();
+
+  std::unique_lock lock(mutex);
+  for (;;) {
+    ++idle;
+    wake.wait(lock, [this]() { return !queue.empty(); });
+    --idle;
+    auto job = kj::mv(queue.front());
+    queue.pop_front();
+    lock.unlock();
+    job();
+    {
+      // Destroy the job (and whatever it captured) before counting it done.
+      auto done = kj::mv(job);
+    }
+    lock.lock();
+    --pending;
+  }
+}
+
+}  // namespace pyworker

@@ -1,0 +1,65 @@
+// A growing pool of native threads that run Python jobs, so that callbacks of several
+// connections (or several requests under the PARALLEL thread model) really run at once.
+// The event-loop thread never runs Python: it hands a job here and waits on a promise.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/function.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+
+namespace pyworker {
+
+class PythonExecutor {
+public:
+  explicit PythonExecutor(size_t maxThreads = 64);
+  PythonExecutor(const PythonExecutor&) = delete;
+  PythonExecutor& operator=(const PythonExecutor&) = delete;
+  ~PythonExecutor() = default;
+  // Threads are detached and never stopped: the worker ends with exit()/_exit().
+
+  template <typename T>
+  kj::Promise<T> run(kj::Function<T()> job);
+  // Runs `job` on a pool thread (which holds no GIL on entry: the job takes it). The promise
+  // belongs to the calling thread's event loop. A C++ exception from the job rejects it.
+
+  void submit(kj::Function<void()> job);
+  // Fire and forget; exceptions escaping `job` abort, so catch inside.
+
+  size_t busy() const;
+  // Jobs queued or running. Zero means no thread is inside the script right now.
+
+private:
+  void threadMain();
+
+  mutable std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<kj::Function<void()>> queue;
+  size_t maxThreads;
+  size_t threads = 0;
+  size_t idle = 0;
+  size_t pending = 0;
+};
+
+template <typename T>
+kj::Promise<T> PythonExecutor::run(kj::Function<T()> job) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
+  submit([job = kj::mv(job), fulfiller = kj::mv(paf.fulfiller)]() mutable {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      if constexpr (std::is_void_v<T>) {
+        job();
+        fulfiller->fulfill();
+      } else {
+        fulfiller->fulfill(job());
+      }
+    })) {
+      fulfiller->reject(kj::mv(*exception));
+    }
+  });
+  return kj::mv(paf.promise);
+}
+
+}  // namespace pyworker

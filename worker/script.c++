@@ -1,0 +1,184 @@
+#include "script.h"
+
+#include "host-link.h"
+#include "value-conversions.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace pyworker {
+
+void Outcome::fill(rpc::Status::Builder status) const {
+  status.setErrno(error);
+  status.setMessage(message);
+  status.setDisconnect(disconnect);
+}
+
+PyRef checked(PyObject* result) {
+  if (!result) throw PythonError{};
+  return PyRef(result);
+}
+
+std::string Script::formatException() const {
+  PyObject *rawType, *rawValue, *rawTrace;
+  PyErr_Fetch(&rawType, &rawValue, &rawTrace);
+  PyErr_NormalizeException(&rawType, &rawValue, &rawTrace);
+  PyRef type(rawType), value(rawValue), trace(rawTrace);
+  if (!type) return "<unknown>";
+
+  // nbdkit 1.32 calls traceback.format_exception(type, value, tb) with a NULL-terminated
+  // argument list: with no traceback that call fails and it falls back to str(value).
+  if (trace) {
+    PyRef module(PyImport_ImportModule("traceback"));
+    PyRef format(module ? PyObject_GetAttrString(module.get(), "format_exception") : nullptr);
+    PyRef lines(format ? PyObject_CallFunctionObjArgs(format.get(), type.get(), value.get(),
+                                                      trace.get(), nullptr)
+                       : nullptr);
+    PyRef separator(PyUnicode_FromString(" "));
+    PyRef joined(lines && separator ? PyUnicode_Join(separator.get(), lines.get()) : nullptr);
+    if (joined) return lossyUtf8(joined.get());
+    PyErr_Clear();
+  }
+  return value ? lossyUtf8(value.get()) : "<unknown>";
+}
+
+Outcome Script::failure(const char* callback, std::string detail, int error) const {
+  Outcome outcome;
+  outcome.error = error;
+  outcome.message = scriptPath + ": " + callback + ": error: " + detail;
+  return outcome;
+}
+
+Outcome Script::load(const std::string& path) {
+  scriptPath = path;
+  GilScope gil;
+  CallScope scope(nullptr);
+  Outcome outcome;
+
+  FILE* file = fopen(path.c_str(), "r");
+  if (!file) {
+    int error = errno;
+    outcome.error = error;
+    outcome.message = path + ": cannot open file: " + strerror(error);
+    return outcome;
+  }
+
+  // Run it as PyRun_SimpleFileEx() does in-process: __main__ with __file__ and __cached__
+  // during the run (removed afterwards) and a SourceFileLoader as __loader__.
+  PyObject* main = PyImport_AddModule("__main__");  // borrowed
+  PyObject* globals = PyModule_GetDict(main);       // borrowed
+  PyRef fileName(PyUnicode_DecodeFSDefault(path.c_str()));
+  PyDict_SetItemString(globals, "__file__", fileName.get());
+  PyDict_SetItemString(globals, "__cached__", Py_None);
+  {
+    PyRef machinery(PyImport_ImportModule("importlib.machinery"));
+    PyRef loader(machinery ? PyObject_CallMethod(machinery.get(), "SourceFileLoader", "sO",
+                                                 "__main__", fileName.get())
+                           : nullptr);
+    if (loader) PyDict_SetItemString(globals, "__loader__", loader.get());
+    PyErr_Clear();
+  }
+
+  PyRef result(PyRun_FileExFlags(file, path.c_str(), Py_file_input, globals, globals,
+                                 /* closeit */ 1, nullptr));
+  if (!result) {
+    outcome.error = EIO;
+    // In-process the traceback is printed as Python prints it, then this line: keep both.
+    PyObject *rawType, *rawValue, *rawTrace;
+    PyErr_Fetch(&rawType, &rawValue, &rawTrace);
+    PyErr_NormalizeException(&rawType, &rawValue, &rawTrace);
+    PyRef type(rawType), value(rawValue), trace(rawTrace);
+    std::string text = "<unknown>";
+    PyRef module(PyImport_ImportModule("traceback"));
+    PyRef lines(module ? PyObject_CallMethod(module.get(), "format_exception", "OOO",
+                                             type.get(), value ? value.get() : Py_None,
+                                             trace ? trace.get() : Py_None)
+                       : nullptr);
+    PyRef empty(PyUnicode_FromString(""));
+    PyRef joined(lines && empty ? PyUnicode_Join(empty.get(), lines.get()) : nullptr);
+    if (joined) {
+      text = lossyUtf8(joined.get());
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+    } else if (value) {
+      PyErr_Clear();
+      text = lossyUtf8(value.get());
+    }
+    outcome.message = path + ": error running this script\n" + text;
+  }
+  if (PyDict_DelItemString(globals, "__file__") < 0) PyErr_Clear();
+  if (PyDict_DelItemString(globals, "__cached__") < 0) PyErr_Clear();
+  if (!outcome.ok()) return outcome;
+
+  PyRef apiVersion(PyObject_GetAttrString(main, "API_VERSION"));
+  if (!apiVersion) {
+    PyErr_Clear();
+    version = 1;
+  } else {
+    int overflow = 0;
+    long value = PyLong_Check(apiVersion.get())
+        ? PyLong_AsLongAndOverflow(apiVersion.get(), &overflow) : 0;
+    if (!PyLong_Check(apiVersion.get()) || overflow != 0) {
+      outcome.error = EINVAL;
+      outcome.message = path + ": API_VERSION must be an int, not " +
+          (overflow ? "a value this large" : "'" + typeName(apiVersion.get()) + "'");
+      return outcome;
+    }
+    {
+      GilRelease unlocked;
+      host.debug("module requested API_VERSION " + std::to_string(value));
+    }
+    if (value < 1 || value > 2) {
+      outcome.error = EINVAL;
+      outcome.message = path + ": API_VERSION requested unknown version: " +
+          std::to_string(value) + ".  This plugin supports API versions between 1 and 2.";
+      return outcome;
+    }
+    version = static_cast<int>(value);
+  }
+
+  if (!defined("open") || !defined("get_size") || !defined("pread")) {
+    outcome.error = EINVAL;
+    outcome.message = path + ": one of the required callbacks 'open', 'get_size' or 'pread' "
+        "is not defined by this Python script.  nbdkit requires these callbacks.";
+  }
+  return outcome;
+}
+
+PyRef Script::lookup(const char* name) const {
+  PyObject* main = PyImport_AddModule("__main__");  // borrowed
+  if (!main) {
+    PyErr_Clear();
+    return PyRef();
+  }
+  PyRef callback(PyObject_GetAttrString(main, name));
+  if (!callback || !PyCallable_Check(callback.get())) {
+    PyErr_Clear();
+    return PyRef();
+  }
+  return callback;
+}
+
+Outcome Script::call(const char* callback, const ConnectionInfo* connection,
+                     kj::FunctionParam<void()> body) const {
+  GilScope gil;
+  CallScope scope(connection);
+  Outcome outcome;
+  try {
+    body();
+    if (PyErr_Occurred()) throw PythonError{};  // a body must not leave one behind
+  } catch (PythonError&) {
+    outcome.message = scriptPath + ": " + callback + ": error: " + formatException();
+  } catch (ScriptError& error) {
+    outcome.message = error.plain ? scriptPath + ": " + error.message
+                                  : scriptPath + ": " + callback + ": error: " + error.message;
+  }
+  if (!outcome.message.empty()) {
+    outcome.error = scope.state().error != 0 ? scope.state().error : EIO;
+  }
+  outcome.requestedError = scope.state().error;
+  outcome.disconnect = scope.state().disconnect;
+  return outcome;
+}
+
+}  // namespace pyworker

@@ -1,0 +1,58 @@
+// Python values returned by script callbacks → C++ values, with the checks the in-process
+// plugin skips. Every function needs the GIL; a wrong value throws ScriptError naming the
+// callback and what was wrong; a Python exception raised while converting (a failing
+// iterator, say) throws PythonError.
+#pragma once
+
+#include "python-ref.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pyworker {
+
+std::string typeName(PyObject* object);
+
+std::string lossyUtf8(PyObject* object);
+// str(object) as UTF-8, never failing (unencodable characters become escapes): for messages.
+
+std::string utf8(PyObject* value, const char* callback, const char* what);
+// A str as strict UTF-8 (what nbdkit gets must be valid UTF-8: a lone surrogate is an error).
+// `what` names the value in the message, e.g. "an export name".
+
+bool toBool(PyObject* value);
+// As the in-process plugin: only the exact True is true (1 is false).
+
+int64_t toSize(PyObject* value, const char* callback);
+// get_size: an int in 0..INT64_MAX.
+
+int32_t toChoice(PyObject* value, const char* callback, int32_t maximum, const char* names);
+// thread_model/can_fua/can_cache: an int in 0..maximum; `names` lists the constants for the
+// message, e.g. "nbdkit.FUA_NONE, FUA_EMULATE or FUA_NATIVE".
+
+struct BlockSize {
+  uint32_t minimum = 0;
+  uint32_t preferred = 0;
+  uint32_t maximum = 0;
+};
+BlockSize toBlockSize(PyObject* value, const char* callback);
+// A tuple of three ints in 0..UINT32_MAX. nbdkit itself checks the constraints between them.
+
+struct ExtentValue {
+  uint64_t offset;
+  uint64_t length;
+  uint32_t type;
+};
+std::vector<ExtentValue> toExtents(PyObject* value, const char* callback);
+// An iterable of (offset, length, type) tuples, at least one (as in-process).
+
+struct ExportValue {
+  std::string name;
+  std::string description;
+  bool hasDescription = false;
+};
+std::vector<ExportValue> toExports(PyObject* value, const char* callback);
+// An iterable of names or (name, description) tuples, all str.
+
+}  // namespace pyworker

@@ -1,0 +1,263 @@
+#include "worker-server.h"
+
+#include "call-context.h"
+#include "handle-server.h"
+#include "host-link.h"
+#include "python-executor.h"
+#include "script.h"
+#include "value-conversions.h"
+
+#include <kj/debug.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace pyworker {
+
+kj::Promise<Outcome> WorkerServer::callOptional(const char* callback) {
+  return services.executor.run<Outcome>([this, callback]() {
+    return services.script.call(callback, nullptr, [&]() {
+      if (PyRef fn = services.script.lookup(callback)) {
+        checked(PyObject_CallNoArgs(fn.get()));
+      }
+    });
+  });
+}
+
+kj::Promise<void> WorkerServer::load(LoadContext context) {
+  auto params = context.getParams();
+  services.host.setHost(params.getHost());
+  services.host.setVerbose(params.getVerbose());
+  std::string path = params.getScript();
+  return services.executor.run<Outcome>([this, path]() {
+    return services.script.load(path);
+  }).then([this, context](Outcome outcome) mutable {
+    auto results = context.getResults();
+    outcome.fill(results.initStatus());
+    auto info = results.initInfo();
+    info.setApiVersion(services.script.apiVersion());
+    info.setPythonVersion(PY_VERSION);
+    info.setPep384AbiVersion(3);  // Py_LIMITED_API's major version, as nbdkit reports it
+  });
+}
+
+kj::Promise<void> WorkerServer::config(ConfigContext context) {
+  auto params = context.getParams();
+  std::string key = params.getKey();
+  std::string value = params.getValue();
+  return services.executor.run<Outcome>([this, key, value]() {
+    bool absent = false;
+    Outcome outcome = services.script.call("config", nullptr, [&]() {
+      PyRef fn = services.script.lookup("config");
+      if (!fn) {
+        absent = true;
+        return;
+      }
+      checked(PyObject_CallFunction(fn.get(), "ss", key.c_str(), value.c_str()));
+    });
+    if (absent) {
+      // What nbdkit says for a plugin without .config.
+      outcome.error = EINVAL;
+      outcome.message =
+          services.script.path() + ": this plugin does not need command line configuration";
+    }
+    return outcome;
+  }).then([context](Outcome outcome) mutable {
+    outcome.fill(context.getResults().initStatus());
+  });
+}
+
+kj::Promise<void> WorkerServer::configComplete(ConfigCompleteContext context) {
+  return callOptional("config_complete").then([context](Outcome outcome) mutable {
+    outcome.fill(context.getResults().initStatus());
+  });
+}
+
+kj::Promise<void> WorkerServer::threadModel(ThreadModelContext context) {
+  struct Result { Outcome outcome; int32_t model = 1; };  // SERIALIZE_ALL_REQUESTS
+  return services.executor.run<Result>([this]() {
+    Result result;
+    result.outcome = services.script.call("thread_model", nullptr, [&]() {
+      if (PyRef fn = services.script.lookup("thread_model")) {
+        PyRef model = checked(PyObject_CallNoArgs(fn.get()));
+        result.model = toChoice(model.get(), "thread_model", 3,
+                                "nbdkit.THREAD_MODEL_SERIALIZE_CONNECTIONS, "
+                                "THREAD_MODEL_SERIALIZE_ALL_REQUESTS, "
+                                "THREAD_MODEL_SERIALIZE_REQUESTS or THREAD_MODEL_PARALLEL");
+      }
+    });
+    return result;
+  }).then([context](Result result) mutable {
+    auto results = context.getResults();
+    result.outcome.fill(results.initStatus());
+    results.setModel(result.model);
+  });
+}
+
+kj::Promise<void> WorkerServer::getReady(GetReadyContext context) {
+  return callOptional("get_ready").then([context](Outcome outcome) mutable {
+    outcome.fill(context.getResults().initStatus());
+  });
+}
+
+kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
+  auto params = context.getParams();
+  std::string directory = params.getDirectory();
+  if (!directory.empty() && chdir(directory.c_str()) == -1) {
+    int error = errno;
+    Outcome outcome = services.script.failure(
+        "after_fork", "chdir: " + directory + ": " + strerror(error), error);
+    outcome.fill(context.getResults().initStatus());
+    return kj::READY_NOW;
+  }
+  services.host.setHost(params.getHost());
+  return callOptional("after_fork").then([context](Outcome outcome) mutable {
+    outcome.fill(context.getResults().initStatus());
+  });
+}
+
+kj::Promise<void> WorkerServer::cleanup(CleanupContext) {
+  // After every close(): nbdkit's order, and scripts free shared state in cleanup().
+  return services.closes.onEmpty().then([this]() {
+    return callOptional("cleanup");
+  }).then([this](Outcome outcome) {
+    if (!outcome.ok()) services.host.error(outcome.message);
+  });
+}
+
+kj::Promise<void> WorkerServer::dumpPlugin(DumpPluginContext context) {
+  struct Result { Outcome outcome; std::string text; };
+  return services.executor.run<Result>([this]() {
+    Result result;
+    result.outcome = services.script.call("dump_plugin", nullptr, [&]() {
+      PyRef fn = services.script.lookup("dump_plugin");
+      if (!fn) return;
+      // nbdkit prints the text on its own stdout; here stdout is stderr, so capture it.
+      PyRef io = checked(PyImport_ImportModule("io"));
+      PyRef capture = checked(PyObject_CallMethod(io.get(), "StringIO", nullptr));
+      PyRef saved = PyRef::borrow(PySys_GetObject("stdout"));
+      if (PySys_SetObject("stdout", capture.get()) < 0) throw PythonError{};
+      PyRef returned(PyObject_CallNoArgs(fn.get()));
+      PyObject *type, *value, *trace;
+      PyErr_Fetch(&type, &value, &trace);
+      PySys_SetObject("stdout", saved ? saved.get() : Py_None);
+      PyErr_Restore(type, value, trace);
+      if (!returned) throw PythonError{};
+      PyRef text = checked(PyObject_CallMethod(capture.get(), "getvalue", nullptr));
+      result.text = lossyUtf8(text.get());
+    });
+    return result;
+  }).then([context](Result result) mutable {
+    auto results = context.getResults();
+    result.outcome.fill(results.initStatus());
+    results.setText(result.text);
+  });
+}
+
+kj::Promise<void> WorkerServer::preconnect(PreconnectContext context) {
+  auto params = context.getParams();
+  bool readonly = params.getReadonly();
+  auto connection = ConnectionInfo::from(params.getContext());
+  return services.executor.run<Outcome>([this, readonly, connection]() {
+    return services.script.call("preconnect", &connection, [&]() {
+      if (PyRef fn = services.script.lookup("preconnect")) {
+        checked(PyObject_CallFunctionObjArgs(fn.get(), readonly ? Py_True : Py_False,
+                                             nullptr));
+      }
+    });
+  }).then([context](Outcome outcome) mutable {
+    outcome.fill(context.getResults().initStatus());
+  });
+}
+
+kj::Promise<void> WorkerServer::listExports(ListExportsContext context) {
+  auto params = context.getParams();
+  bool readonly = params.getReadonly();
+  auto connection = ConnectionInfo::from(params.getContext());
+  struct Result { Outcome outcome; bool useDefault = true; std::vector<ExportValue> exports; };
+  return services.executor.run<Result>([this, readonly, connection]() {
+    Result result;
+    result.outcome = services.script.call("list_exports", &connection, [&]() {
+      if (PyRef fn = services.script.lookup("list_exports")) {
+        result.useDefault = false;
+        PyRef list = checked(PyObject_CallFunctionObjArgs(
+            fn.get(), readonly ? Py_True : Py_False, connection.isTls ? Py_True : Py_False,
+            nullptr));
+        result.exports = toExports(list.get(), "list_exports");
+      }
+    });
+    return result;
+  }).then([context](Result result) mutable {
+    auto results = context.getResults();
+    result.outcome.fill(results.initStatus());
+    results.setUseDefault(result.useDefault);
+    auto list = results.initExports(result.exports.size());
+    for (size_t i = 0; i < result.exports.size(); ++i) {
+      list[i].setName(result.exports[i].name);
+      list[i].setDescription(result.exports[i].description);
+      list[i].setHasDescription(result.exports[i].hasDescription);
+    }
+  });
+}
+
+kj::Promise<void> WorkerServer::defaultExport(DefaultExportContext context) {
+  auto params = context.getParams();
+  bool readonly = params.getReadonly();
+  auto connection = ConnectionInfo::from(params.getContext());
+  struct Result { Outcome outcome; std::string name; };
+  return services.executor.run<Result>([this, readonly, connection]() {
+    Result result;
+    result.outcome = services.script.call("default_export", &connection, [&]() {
+      if (PyRef fn = services.script.lookup("default_export")) {
+        PyRef name = checked(PyObject_CallFunctionObjArgs(
+            fn.get(), readonly ? Py_True : Py_False, connection.isTls ? Py_True : Py_False,
+            nullptr));
+        result.name = utf8(name.get(), "default_export", "the export name");
+      }
+    });
+    return result;
+  }).then([context](Result result) mutable {
+    auto results = context.getResults();
+    result.outcome.fill(results.initStatus());
+    results.setName(result.name);
+  });
+}
+
+kj::Promise<void> WorkerServer::open(OpenContext context) {
+  auto params = context.getParams();
+  bool readonly = params.getReadonly();
+  auto connection = ConnectionInfo::from(params.getContext());
+  struct Result {
+    Outcome outcome;
+    kj::Maybe<kj::Own<HandleServer>> handle;
+  };
+  return services.executor.run<Result>([this, readonly, connection]() mutable {
+    Result result;
+    PyRef handle;
+    result.outcome = services.script.call("open", &connection, [&]() {
+      PyRef fn = services.script.lookup("open");
+      if (!fn) throw ScriptError{"the script has no open function"};
+      handle = checked(PyObject_CallFunctionObjArgs(fn.get(), readonly ? Py_True : Py_False,
+                                                    nullptr));
+    });
+    if (result.outcome.ok()) {
+      // Built here so that the Python handle never needs the GIL on the loop thread: if the
+      // reply is dropped, ~HandleServer still hands it back to the pool.
+      result.handle = kj::heap<HandleServer>(services, kj::mv(handle), kj::mv(connection));
+    } else if (handle) {
+      GilScope gil;
+      handle = PyRef();
+    }
+    return result;
+  }).then([context](Result result) mutable {
+    auto results = context.getResults();
+    result.outcome.fill(results.initStatus());
+    KJ_IF_MAYBE(server, result.handle) {
+      results.setHandle(kj::mv(*server));
+    }
+  });
+}
+
+}  // namespace pyworker

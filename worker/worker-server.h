@@ -1,0 +1,37 @@
+// The bootstrap `Worker` capability: the process-wide callbacks and the connection-scoped ones
+// that come before a handle exists. One instance serves every connection.
+#pragma once
+
+#include "script.h"
+#include "services.h"
+
+#include "pyworker.capnp.h"
+
+namespace pyworker {
+
+class WorkerServer final: public rpc::Worker::Server {
+public:
+  explicit WorkerServer(Services services): services(services) {}
+
+protected:
+  kj::Promise<void> load(LoadContext context) override;
+  kj::Promise<void> config(ConfigContext context) override;
+  kj::Promise<void> configComplete(ConfigCompleteContext context) override;
+  kj::Promise<void> threadModel(ThreadModelContext context) override;
+  kj::Promise<void> getReady(GetReadyContext context) override;
+  kj::Promise<void> afterFork(AfterForkContext context) override;
+  kj::Promise<void> cleanup(CleanupContext context) override;
+  kj::Promise<void> dumpPlugin(DumpPluginContext context) override;
+  kj::Promise<void> preconnect(PreconnectContext context) override;
+  kj::Promise<void> listExports(ListExportsContext context) override;
+  kj::Promise<void> defaultExport(DefaultExportContext context) override;
+  kj::Promise<void> open(OpenContext context) override;
+
+private:
+  kj::Promise<Outcome> callOptional(const char* callback);
+  // Runs a no-argument, no-result callback if the script defines it.
+
+  Services services;
+};
+
+}  // namespace pyworker
