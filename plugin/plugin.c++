@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #define NBDKIT_API_VERSION 2
@@ -28,10 +29,11 @@ constexpr size_t MAX_NAME_BYTES = 4096;
 // NBD's limit on export names and descriptions (NBD_MAX_STRING).
 
 struct Connection {
-  // nbdkit's per-connection handle. `handle` belongs to the RPC thread: it is created and
-  // destroyed only inside WorkerLink::run().
-  explicit Connection(rpc::Handle::Client handle) : handle(kj::mv(handle)) {}
-  rpc::Handle::Client handle;
+  // nbdkit's per-connection handle. The connection stays with the worker that opened it, even
+  // after that worker is replaced for new connections. `handle` belongs to that worker's RPC
+  // thread: it is created and destroyed only inside its WorkerLink::run().
+  std::shared_ptr<WorkerInstance> instance;
+  std::optional<rpc::Handle::Client> handle;
 };
 
 struct ConnectionInfo {
@@ -70,7 +72,7 @@ WorkerLink& link() { return state().supervisor().link(); }
 template <typename Call>
 void onHandle(void* handle, Call&& call) {
   auto& connection = *static_cast<Connection*>(handle);
-  link().run([&](rpc::Worker::Client&) { return call(connection.handle); });
+  connection.instance->link().run([&](rpc::Worker::Client&) { return call(*connection.handle); });
 }
 
 // Sends a Handle request that carries only a Status back, and applies it.
@@ -167,6 +169,7 @@ int pyworkerThreadModel() {
         model > NBDKIT_THREAD_MODEL_PARALLEL) {
       invalidReply("thread_model answered " + std::to_string(model));
     }
+    state().supervisor().setThreadModel(model);
     return static_cast<int>(model);
   });
 }
@@ -298,16 +301,15 @@ void* pyworkerOpen(int readonly) {
   return guarded("open", static_cast<void*>(nullptr), [&]() -> void* {
     auto info = ConnectionInfo::capture(true);
     ScriptOutcome outcome;
-    std::unique_ptr<Connection> connection;
-    link().run([&](rpc::Worker::Client& worker) {
+    auto connection = std::make_unique<Connection>();
+    connection->instance = state().supervisor().instance();
+    connection->instance->link().run([&](rpc::Worker::Client& worker) {
       auto request = worker.openRequest();
       request.setReadonly(readonly);
       info.fill(request.initContext());
       return request.send().then([&](auto response) {
         outcome = ScriptOutcome::from(response.getStatus());
-        if (outcome.error == 0) {
-          connection = std::make_unique<Connection>(response.getHandle());
-        }
+        if (outcome.error == 0) connection->handle = response.getHandle();
       });
     });
     if (!outcome.report()) return nullptr;
@@ -317,16 +319,16 @@ void* pyworkerOpen(int readonly) {
 
 void pyworkerClose(void* handle) {
   std::unique_ptr<Connection> connection(static_cast<Connection*>(handle));
-  guarded("close", 0, [&] {
+  bool dropped = guarded("close", false, [&] {
     // Dropping the capability is the script's close(); it must happen on the RPC thread.
-    link().run([&](rpc::Worker::Client&) {
-      connection.reset();
+    connection->instance->link().run([&](rpc::Worker::Client&) {
+      connection->handle.reset();
       return kj::READY_NOW;
     });
-    return 0;
+    return true;
   });
   // If the RPC thread is gone the capability cannot be dropped safely: leak it.
-  (void)connection.release();
+  if (!dropped) (void)connection.release();
 }
 
 const char* pyworkerExportDescription(void* handle) {

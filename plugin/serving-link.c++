@@ -1,5 +1,6 @@
 #include "serving-link.h"
 
+#include <kj/async-unix.h>
 #include <kj/debug.h>
 
 #define NBDKIT_API_VERSION 2
@@ -7,8 +8,9 @@
 
 namespace pyworker {
 
-ServingLink::ServingLink(kj::AutoCloseFd socket)
-    : thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
+ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process)
+    : process_(process),
+      thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
   auto lock = state_.lockExclusive();
   lock.wait([](const LoopState& s) { return s.executor != nullptr || s.finished; });
   KJ_REQUIRE(lock->executor != nullptr, "pyworker: the RPC thread failed to start");
@@ -27,6 +29,11 @@ void ServingLink::loop(kj::AutoCloseFd socket) {
     auto io = kj::setupAsyncIo();
     RpcConnection connection(*io.lowLevelProvider, kj::mv(socket));
     auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
+    auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
+    auto disconnected = connection.onDisconnect()
+                            .then([this]() { broken_ = true; },
+                                  [this](kj::Exception&&) { broken_ = true; })
+                            .eagerlyEvaluate(nullptr);
     {
       auto lock = state_.lockExclusive();
       lock->executor = &kj::getCurrentThreadExecutor();
@@ -42,6 +49,17 @@ void ServingLink::loop(kj::AutoCloseFd socket) {
     nbdkit_error("pyworker: RPC thread: %s", e.getDescription().cStr());
     state_.lockExclusive()->finished = true;
   }
+}
+
+kj::Promise<void> ServingLink::watchProcess(kj::UnixEventPort& eventPort) {
+  auto observer = kj::heap<kj::UnixEventPort::FdObserver>(
+      eventPort, process_.pidfd(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+  auto readable = observer->whenBecomesReadable();
+  return readable.then([this]() {
+    broken_ = true;
+    nbdkit_error("pyworker: worker process %d %s", static_cast<int>(process_.pid()),
+                 process_.describeExit().c_str());
+  }).attach(kj::mv(observer));
 }
 
 void ServingLink::run(Call call) {

@@ -5,22 +5,28 @@
 #include <kj/async-io.h>
 #include <kj/mutex.h>
 
+#include <atomic>
 #include <thread>
 
 #include "rpc-connection.h"
 #include "worker-link.h"
+#include "worker-process.h"
 
 namespace pyworker {
 
 class ServingLink final : public WorkerLink {
 public:
-  explicit ServingLink(kj::AutoCloseFd socket);
-  // Starts the loop thread and returns once it is ready to take calls.
+  ServingLink(kj::AutoCloseFd socket, WorkerProcess& process);
+  // Starts the loop thread and returns once it is ready to take calls. The loop also watches
+  // `process` (which must outlive the link) and logs once, with how, when it dies.
   ~ServingLink() noexcept override;
   // Stops the loop (dropping every capability, which closes the socket) and joins the thread.
 
   void run(Call call) override;
   rpc::Host::Client host() override;
+
+  bool isBroken() const { return broken_.load(); }
+  // The worker died or the connection failed: every later call fails; start a new worker.
 
 private:
   struct LoopState {
@@ -32,7 +38,10 @@ private:
   };
 
   void loop(kj::AutoCloseFd socket);
+  kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
 
+  WorkerProcess& process_;
+  std::atomic<bool> broken_ = false;
   kj::MutexGuarded<LoopState> state_;
   std::thread thread_;
 };

@@ -15,6 +15,12 @@ namespace pyworker {
 
 namespace {
 
+constexpr size_t MAX_DEATHS = 5;
+constexpr auto DEATH_WINDOW = std::chrono::seconds(60);
+// A worker that keeps dying (a script that crashes on load, say) must not become a restart
+// storm: past MAX_DEATHS within DEATH_WINDOW, new connections are refused until the oldest
+// death leaves the window.
+
 std::string baseName(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -22,48 +28,64 @@ std::string baseName(const std::string& path) {
 
 std::string currentDirectory() {
   char buffer[PATH_MAX];
-  KJ_SYSCALL(getcwd(buffer, sizeof(buffer)) == nullptr ? -1 : 0);
+  if (getcwd(buffer, sizeof(buffer)) == nullptr) {
+    KJ_FAIL_SYSCALL("getcwd", errno);
+  }
   return buffer;
 }
 
 Supervisor* current = nullptr;
 // For reportFault(), which is called from guarded() with no context of its own.
 
+template <typename Request>
+void runStatusCall(WorkerLink& link, Request&& makeRequest) {
+  ScriptOutcome outcome;
+  link.run([&](rpc::Worker::Client& worker) {
+    return makeRequest(worker).send().then(
+        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
+  });
+  if (!outcome.report()) throw ScriptFailed();
+}
+
 }  // namespace
 
 void reportFault(const char* callback, const kj::Exception& e) {
   if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-    nbdkit_error("pyworker: %s: lost the worker process (pid %d): %s", callback,
-                 current ? static_cast<int>(current->workerPid()) : -1,
-                 e.getDescription().cStr());
+    nbdkit_error("pyworker: %s: lost the worker process (pid %d) during this request",
+                 callback, current ? static_cast<int>(current->workerPid()) : -1);
   } else {
     nbdkit_error("pyworker: %s: %s", callback, e.getDescription().cStr());
   }
 }
 
+WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
+                               kj::AutoCloseFd servingSocket)
+    : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_) {}
+
+WorkerInstance::~WorkerInstance() noexcept {
+  // link_ is destroyed after this body; stop the process only after the RPC thread is gone
+  // so that the thread does not report a deliberate stop as a death.
+}
+
 Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) { current = this; }
 
 Supervisor::~Supervisor() noexcept {
-  servingLink_.reset();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    current_.reset();
+  }
   configLink_.reset();
-  servingSocket_ = nullptr;
-  process_.reset();
+  firstServingSocket_ = nullptr;
+  firstProcess_.reset();
   if (current == this) current = nullptr;
 }
 
-const ScriptInfo& Supervisor::start() {
-  process_ = std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), true);
-  nbdkit_debug("pyworker: started worker process %d for %s", static_cast<int>(process_->pid()),
-               setup_.script.c_str());
-  auto sockets = process_->takeSockets();
-  servingSocket_ = kj::mv(sockets.serving);
-  configLink_ = std::make_unique<ConfigPhaseLink>(kj::mv(sockets.config));
-
+void Supervisor::configure(WorkerLink& link) {
   ScriptOutcome outcome;
-  configLink_->run([&](rpc::Worker::Client& worker) {
+  link.run([&](rpc::Worker::Client& worker) {
     auto request = worker.loadRequest();
     request.setScript(setup_.script);
-    request.setHost(configLink_->host());
+    request.setHost(link.host());
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
       auto info = response.getInfo();
@@ -75,41 +97,117 @@ const ScriptInfo& Supervisor::start() {
   if (!outcome.report()) throw ScriptFailed();
 
   for (auto& [key, value] : setup_.scriptConfig) {
-    configLink_->run([&](rpc::Worker::Client& worker) {
+    runStatusCall(link, [&](rpc::Worker::Client& worker) {
       auto request = worker.configRequest();
       request.setKey(key);
       request.setValue(value);
-      return request.send().then(
-          [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
+      return request;
     });
-    if (!outcome.report()) throw ScriptFailed();
   }
+}
+
+const ScriptInfo& Supervisor::start() {
+  firstProcess_ =
+      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), true);
+  nbdkit_debug("pyworker: started worker process %d for %s",
+               static_cast<int>(firstProcess_->pid()), setup_.script.c_str());
+  auto sockets = firstProcess_->takeSockets();
+  firstServingSocket_ = kj::mv(sockets.serving);
+  configLink_ = std::make_unique<ConfigPhaseLink>(kj::mv(sockets.config));
+  configure(*configLink_);
   return info_;
 }
 
 WorkerLink& Supervisor::link() {
-  if (servingLink_) return *servingLink_;
   if (configLink_) return *configLink_;
-  KJ_FAIL_REQUIRE("no worker is running");
+  return instance()->link();
 }
 
 void Supervisor::endConfigPhase() { configLink_.reset(); }
 
 void Supervisor::startServing() {
-  KJ_REQUIRE(servingSocket_ != nullptr, "after_fork without a worker");
-  servingLink_ = std::make_unique<ServingLink>(kj::mv(servingSocket_));
+  KJ_REQUIRE(firstServingSocket_ != nullptr, "after_fork without a worker");
+  auto instance =
+      std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_));
   auto directory = currentDirectory();
-  ScriptOutcome outcome;
-  servingLink_->run([&](rpc::Worker::Client& worker) {
+  runStatusCall(instance->link(), [&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
-    request.setHost(servingLink_->host());
-    return request.send().then(
-        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
+    request.setHost(instance->link().host());
+    return request;
   });
-  if (!outcome.report()) throw ScriptFailed();
+  std::lock_guard<std::mutex> lock(mutex_);
+  current_ = kj::mv(instance);
 }
 
-pid_t Supervisor::workerPid() const { return process_ ? process_->pid() : -1; }
+std::shared_ptr<WorkerInstance> Supervisor::instance() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  KJ_REQUIRE(current_ != nullptr || !recentDeaths_.empty(), "no worker is running");
+  if (current_ && !current_->isBroken()) return current_;
+  return replaceWorker();
+}
+
+std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
+  // With mutex_ held: one replacement at a time, other new connections wait for it.
+  auto now = std::chrono::steady_clock::now();
+  if (current_) {
+    recentDeaths_.push_back(now);
+    current_.reset();  // Its connections keep it until they close.
+  }
+  while (!recentDeaths_.empty() && now - recentDeaths_.front() > DEATH_WINDOW) {
+    recentDeaths_.pop_front();
+  }
+  if (recentDeaths_.size() >= MAX_DEATHS) {
+    auto wait = std::chrono::duration_cast<std::chrono::seconds>(
+        DEATH_WINDOW - (now - recentDeaths_.front()));
+    nbdkit_error("pyworker: %zu workers died within %lld seconds; not starting another for "
+                 "%lld seconds",
+                 recentDeaths_.size(), static_cast<long long>(DEATH_WINDOW.count()),
+                 static_cast<long long>(wait.count()) + 1);
+    throw ScriptFailed();
+  }
+
+  auto process =
+      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), false);
+  nbdkit_debug("pyworker: started replacement worker process %d for %s",
+               static_cast<int>(process->pid()), setup_.script.c_str());
+  auto socket = process->takeSockets().serving;
+  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket));
+  auto& link = instance->link();
+  try {
+    configure(link);
+    runStatusCall(link, [](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
+    int model = -1;
+    link.run([&](rpc::Worker::Client& worker) {
+      return worker.threadModelRequest().send().then(
+          [&](auto response) { model = response.getModel(); });
+    });
+    if (model != threadModel_) {
+      nbdkit_error("pyworker: the replacement worker's thread_model (%d) differs from the "
+                   "one nbdkit is using (%d)", model, threadModel_);
+      throw ScriptFailed();
+    }
+    runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
+    auto directory = currentDirectory();
+    runStatusCall(link, [&](rpc::Worker::Client& worker) {
+      auto request = worker.afterForkRequest();
+      request.setDirectory(directory);
+      request.setHost(link.host());
+      return request;
+    });
+  } catch (...) {
+    // A replacement that cannot be configured counts as a death too: back-off applies.
+    recentDeaths_.push_back(std::chrono::steady_clock::now());
+    throw;
+  }
+  current_ = instance;
+  return instance;
+}
+
+pid_t Supervisor::workerPid() {
+  if (firstProcess_) return firstProcess_->pid();
+  std::lock_guard<std::mutex> lock(mutex_);
+  return current_ ? current_->process().pid() : -1;
+}
 
 }  // namespace pyworker

@@ -1,10 +1,15 @@
 #pragma once
-// Owns the worker process and the link to it through nbdkit's lifecycle: spawned and configured
-// on the main thread before the fork, served from an RPC thread after it.
+// Owns the workers and the links to them through nbdkit's lifecycle: the first worker is
+// spawned and configured on the main thread before the fork and served from an RPC thread
+// after it; when a worker dies, the next connection gets a fresh one, configured by replaying
+// exactly what nbdkit gave.
 
 #include <kj/common.h>
 
+#include <chrono>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,19 +33,39 @@ struct WorkerSetup {
   std::vector<std::pair<std::string, std::string>> scriptConfig;
 };
 
+class WorkerInstance {
+  // One serving worker: its process and the RPC thread that talks to it. Connections hold
+  // it (shared) so that a replaced worker lives until its last connection closes.
+public:
+  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket);
+  ~WorkerInstance() noexcept;
+  // Stops the RPC thread, then the process.
+
+  WorkerLink& link() { return link_; }
+  bool isBroken() const { return link_.isBroken(); }
+  WorkerProcess& process() { return *process_; }
+
+private:
+  std::unique_ptr<WorkerProcess> process_;
+  ServingLink link_;
+};
+
 class Supervisor {
 public:
   explicit Supervisor(WorkerSetup setup);
   ~Supervisor() noexcept;
-  // Closes the links, then stops and reaps the worker.
   KJ_DISALLOW_COPY(Supervisor);
 
   const ScriptInfo& start();
   // Before the fork: spawns the worker, loads the script and replays its config keys.
-  // Returns false (after nbdkit_error) when the script fails.
+  // Throws ScriptFailed (already reported) when the script fails.
 
   WorkerLink& link();
-  // The link for the current phase.
+  // Before the fork, the config-phase link; after it, the current worker's (see instance()).
+
+  std::shared_ptr<WorkerInstance> instance();
+  // After the fork: the worker for a new connection, replaced first if it has died.
+  // Throws (already reported) when no worker can be had.
 
   void endConfigPhase();
   // After get_ready: the config-phase connection (and its event loop) must not outlive the
@@ -49,16 +74,29 @@ public:
   void startServing();
   // In after_fork: starts the RPC thread on the serving connection and tells the worker.
 
-  pid_t workerPid() const;
+  void setThreadModel(int model) { threadModel_ = model; }
+  // What nbdkit was told; a replacement worker must agree.
+
+  pid_t workerPid();
 
 private:
+  std::shared_ptr<WorkerInstance> replaceWorker();
+  void configure(WorkerLink& link);
+  // load + config keys, in order.
+
   WorkerSetup setup_;
   ScriptInfo info_;
-  std::unique_ptr<WorkerProcess> process_;
-  kj::AutoCloseFd servingSocket_;
-  // Held from spawn until after_fork hands it to the RPC thread.
+  int threadModel_ = -1;
+
+  // Before the fork.
+  std::unique_ptr<WorkerProcess> firstProcess_;
+  kj::AutoCloseFd firstServingSocket_;
   std::unique_ptr<ConfigPhaseLink> configLink_;
-  std::unique_ptr<ServingLink> servingLink_;
+
+  // After the fork.
+  std::mutex mutex_;
+  std::shared_ptr<WorkerInstance> current_;
+  std::deque<std::chrono::steady_clock::time_point> recentDeaths_;
 };
 
 }  // namespace pyworker

@@ -69,6 +69,9 @@ void check(int error, const char* what) {
   if (error != 0) KJ_FAIL_SYSCALL(what, error);
 }
 
+constexpr int P_PIDFD_TYPE = 3;
+// P_PIDFD for waitid(), Linux >= 5.4; glibc 2.36's <sys/wait.h> does not name it.
+
 int pidfdOpen(pid_t pid) {
   return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
@@ -146,6 +149,31 @@ WorkerProcess::~WorkerProcess() noexcept {
 
 WorkerProcess::Sockets WorkerProcess::takeSockets() { return kj::mv(sockets_); }
 
+std::string WorkerProcess::describeExit() {
+  std::lock_guard<std::mutex> lock(exitMutex_);
+  if (!exitDescription_.empty()) return exitDescription_;
+  if (!hasExited()) return "still running";
+  if (getpid() != spawner_) {
+    return "ended (its exit status is not known here: it was started before nbdkit forked)";
+  }
+  siginfo_t info{};
+  if (waitid(static_cast<idtype_t>(P_PIDFD_TYPE), static_cast<id_t>(pidfd_.get()), &info,
+             WEXITED | WNOHANG) < 0 ||
+      info.si_pid == 0) {
+    return "ended";
+  }
+  reaped_ = true;
+  if (info.si_code == CLD_EXITED) {
+    exitDescription_ = "exited with status " + std::to_string(info.si_status);
+  } else {
+    const char* name = sigabbrev_np(info.si_status);
+    exitDescription_ = std::string("killed by ") + (name ? "SIG" + std::string(name)
+                                                           : "signal " + std::to_string(info.si_status));
+    if (info.si_code == CLD_DUMPED) exitDescription_ += " (core dumped)";
+  }
+  return exitDescription_;
+}
+
 bool WorkerProcess::hasExited() {
   pollfd p = {pidfd_.get(), POLLIN, 0};
   return poll(&p, 1, 0) > 0;
@@ -170,7 +198,8 @@ void WorkerProcess::stop(kj::Duration grace) {
       r = poll(&p, 1, 5000);
     } while (r < 0 && errno == EINTR);
   }
-  if (getpid() == spawner_) {
+  std::lock_guard<std::mutex> lock(exitMutex_);
+  if (getpid() == spawner_ && !reaped_) {
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
   }

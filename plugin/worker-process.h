@@ -8,6 +8,7 @@
 #include <kj/string.h>
 #include <kj/time.h>
 
+#include <mutex>
 #include <string>
 
 namespace pyworker {
@@ -41,6 +42,13 @@ public:
   bool hasExited();
   // Non-blocking: has the process ended (pidfd readable)?
 
+  int pidfd() const { return pidfd_.get(); }
+  // Readable once the process has ended: for an event loop to watch.
+
+  std::string describeExit();
+  // Once it has ended: "killed by SIGSEGV", "exited with status 3", ... (reaps it if it is
+  // this process's child). Before that: "still running".
+
 private:
   pid_t pid_ = -1;
   pid_t spawner_ = -1;
@@ -54,6 +62,11 @@ private:
   // stopping: closing our fd alone is not EOF while a copy lives on (nbdkit --run forks, and
   // the process running the command holds copies of every fd until it ends).
   bool stopped_ = false;
+  std::mutex exitMutex_;
+  // describeExit() is asked by the RPC thread and by nbdkit's threads.
+  bool reaped_ = false;
+  std::string exitDescription_;
+  // Set when reaped: the status can be read only once.
 };
 
 }  // namespace pyworker
