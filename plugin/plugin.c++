@@ -232,7 +232,8 @@ void pyworkerDumpPlugin() {
 
 int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
-    auto info = ConnectionInfo::capture(false);
+    // nbdkit has not attached the connection to this thread yet: nothing to capture.
+    ConnectionInfo info;
     return simpleWorkerCall([&](rpc::Worker::Client& w) {
       auto request = w.preconnectRequest();
       request.setReadonly(readonly);
