@@ -20,6 +20,12 @@ struct ScriptFailed {
   // callback just returns its failure value.
 };
 
+struct CallTimedOut {
+  // A callback ran past timeout=; its worker has been killed.
+  double seconds;
+  int pid;
+};
+
 void reportFault(const char* callback, const kj::Exception& e);
 // Logs why the worker could not answer (it died, or replied nonsense). Defined with the
 // supervisor, which knows which worker it was.
@@ -29,6 +35,11 @@ T guarded(const char* callback, T failure, Body&& body) noexcept {
   try {
     return body();
   } catch (const ScriptFailed&) {
+  } catch (const CallTimedOut& e) {
+    nbdkit_error("pyworker: %s: no reply within timeout=%g seconds: killed worker process %d",
+                 callback, e.seconds, e.pid);
+    // NBD has no ETIMEDOUT (nbdkit would send EINVAL, a client error): EIO, as for a crash.
+    nbdkit_set_error(EIO);
   } catch (const ParameterError& e) {
     nbdkit_error("%s", e.what());
     nbdkit_set_error(EINVAL);

@@ -1,12 +1,31 @@
 #include "parameters.h"
 
 #include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 namespace pyworker {
 
 namespace {
 
-constexpr std::array<std::string_view, 2> PYWORKER_KEYS = {"script", "worker"};
+constexpr std::array<std::string_view, 6> PYWORKER_KEYS = {
+    "script", "worker", "timeout", "memory", "max-restarts", "restart-window"};
+
+constexpr uint64_t MINIMUM_MEMORY = 64 * 1024 * 1024;
+// Below this an embedded Python with its thread stacks cannot even start.
+constexpr double MAXIMUM_SECONDS = 365.0 * 24 * 3600;
+
+unsigned parseCount(const std::string& key, const std::string& value) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long n = std::strtoul(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno != 0 || value[0] == '-' || n > 1000000) {
+    throw ParameterError(key + "=" + value + ": expected a whole number");
+  }
+  return static_cast<unsigned>(n);
+}
 
 }  // namespace
 
@@ -17,8 +36,38 @@ bool Parameters::isPyworkerKey(std::string_view key) {
   return false;
 }
 
-void Parameters::accept(std::string_view key, std::string_view value) {
-  if (key == "script") {
+std::chrono::milliseconds Parameters::parseSeconds(const std::string& key,
+                                                  const std::string& value, double minimum) {
+  char* end = nullptr;
+  errno = 0;
+  double seconds = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || errno != 0 || !std::isfinite(seconds) ||
+      seconds < minimum || seconds > MAXIMUM_SECONDS) {
+    char least[32];
+    snprintf(least, sizeof(least), "%g", minimum);
+    throw ParameterError(key + "=" + value + ": expected a number of seconds, at least " +
+                         least);
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
+}
+
+void Parameters::accept(std::string_view keyView, std::string_view valueView) {
+  std::string key(keyView), value(valueView);
+  if (key == "timeout") {
+    timeout_ = parseSeconds(key, value, 0.001);
+  } else if (key == "memory") {
+    auto bytes = parseSize_ ? parseSize_(value) : std::nullopt;
+    if (!bytes) throw ParameterError("memory=" + value + ": expected a size such as 512M or 2G");
+    if (*bytes < MINIMUM_MEMORY) {
+      throw ParameterError("memory=" + value + ": too small for a Python worker (at least 64M)");
+    }
+    memoryLimit_ = *bytes;
+  } else if (key == "max-restarts") {
+    maxRestarts_ = parseCount(key, value);
+  } else if (key == "restart-window") {
+    restartWindow_ = std::chrono::duration_cast<std::chrono::seconds>(
+        parseSeconds(key, value, 1));
+  } else if (key == "script") {
     if (!script_.empty()) {
       throw ParameterError("script parameter given more than once");
     }

@@ -2,6 +2,9 @@
 // The key=value parameters nbdkit hands to the plugin: which belong to pyworker itself and which
 // are the script's (forwarded in order, so a new worker can be configured exactly the same way).
 
+#include <chrono>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -19,6 +22,12 @@ public:
 
 class Parameters {
 public:
+  using SizeParser = std::function<std::optional<uint64_t>(const std::string&)>;
+  // nbdkit_parse_size() in the plugin (its suffixes and its error message); injected so that
+  // this class stays testable without nbdkit.
+
+  explicit Parameters(SizeParser parseSize = nullptr) : parseSize_(std::move(parseSize)) {}
+
   void accept(std::string_view key, std::string_view value);
   // Takes one key=value in command-line order. `script` must come first, as with
   // nbdkit python; pyworker's own keys may stand anywhere. Throws ParameterError.
@@ -34,8 +43,25 @@ public:
   const std::vector<std::pair<std::string, std::string>>& scriptConfig() const {
     return scriptConfig_;
   }
+  const std::optional<std::chrono::milliseconds>& timeout() const { return timeout_; }
+  // timeout=SECONDS: longest a callback may run before its worker is killed. None: no limit.
+  const std::optional<uint64_t>& memoryLimit() const { return memoryLimit_; }
+  // memory=SIZE: the worker's address-space limit (RLIMIT_AS) in bytes.
+  unsigned maxRestarts() const { return maxRestarts_; }
+  std::chrono::seconds restartWindow() const { return restartWindow_; }
+  // max-restarts=N within restart-window=SECONDS: past that, no new worker until the window
+  // has room again.
+
+  static std::chrono::milliseconds parseSeconds(const std::string& key, const std::string& value,
+                                                double minimum);
+  // Decimal seconds ("30", "0.5"), at least `minimum`. Throws ParameterError.
 
 private:
+  SizeParser parseSize_;
+  std::optional<std::chrono::milliseconds> timeout_;
+  std::optional<uint64_t> memoryLimit_;
+  unsigned maxRestarts_ = 5;
+  std::chrono::seconds restartWindow_{60};
   std::string script_;
   std::optional<std::string> workerPath_;
   std::vector<std::pair<std::string, std::string>> scriptConfig_;

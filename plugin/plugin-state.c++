@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
 #include "guard.h"
 #include "worker-path.h"
 
@@ -26,7 +29,8 @@ Supervisor& PluginState::supervisor() {
     WorkerSetup setup{
         resolveWorkerPath(parameters_.workerPath(), pluginDirectory(), PYWORKER_INSTALLED_WORKER,
                           isExecutable),
-        parameters_.script(), parameters_.scriptConfig()};
+        parameters_.script(), parameters_.scriptConfig(), parameters_.timeout(),
+        parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow()};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();
@@ -38,6 +42,12 @@ Supervisor& PluginState::supervisor() {
     }
   }
   return *supervisor_;
+}
+
+std::optional<uint64_t> parseSize(const std::string& text) {
+  int64_t size = nbdkit_parse_size(text.c_str());
+  if (size < 0) return std::nullopt;
+  return static_cast<uint64_t>(size);
 }
 
 PluginState& state() {

@@ -9,8 +9,13 @@
 
 namespace pyworker {
 
+std::optional<uint64_t> parseSize(const std::string& text);
+// nbdkit_parse_size(), for Parameters.
+
 class PluginState {
 public:
+  PluginState() : parameters_(parseSize) {}
+
   Parameters& parameters() { return parameters_; }
 
   Supervisor& supervisor();

@@ -1,5 +1,7 @@
 #include "serving-link.h"
 
+#include "guard.h"
+
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
@@ -8,8 +10,10 @@
 
 namespace pyworker {
 
-ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process)
+ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process,
+                         std::optional<std::chrono::milliseconds> timeout)
     : process_(process),
+      timeout_(timeout),
       thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
   auto lock = state_.lockExclusive();
   lock.wait([](const LoopState& s) { return s.executor != nullptr || s.finished; });
@@ -37,6 +41,7 @@ void ServingLink::loop(kj::AutoCloseFd socket) {
     {
       auto lock = state_.lockExclusive();
       lock->executor = &kj::getCurrentThreadExecutor();
+      lock->timer = &io.provider->getTimer();
       lock->connection = &connection;
       lock->stop = kj::mv(stop.fulfiller);
     }
@@ -65,13 +70,35 @@ kj::Promise<void> ServingLink::watchProcess(kj::UnixEventPort& eventPort) {
 void ServingLink::run(Call call) {
   const kj::Executor* executor;
   RpcConnection* connection;
+  kj::Timer* timer;
   {
     auto lock = state_.lockShared();
     KJ_REQUIRE(lock->executor != nullptr, "pyworker: the RPC thread has stopped");
     executor = lock->executor;
     connection = lock->connection;
+    timer = lock->timer;
   }
-  executor->executeSync([&]() { return call(connection->worker()); });
+  if (!timeout_) {
+    executor->executeSync([&]() { return call(connection->worker()); });
+    return;
+  }
+  bool timedOut = false;
+  try {
+    executor->executeSync([&]() {
+      auto limit = timer->afterDelay(timeout_->count() * kj::MILLISECONDS).then([&]() {
+        // A hung script (or a worker stopped in a debugger) past timeout=: kill it, so that
+        // every request waiting on it fails now and the next connection gets a new worker.
+        timedOut = true;
+        broken_ = true;
+        process_.kill();
+        KJ_FAIL_REQUIRE("timed out");
+      });
+      return call(connection->worker()).exclusiveJoin(kj::mv(limit));
+    });
+  } catch (const kj::Exception&) {
+    if (timedOut) throw CallTimedOut{timeout_->count() / 1000.0, static_cast<int>(process_.pid())};
+    throw;
+  }
 }
 
 rpc::Host::Client ServingLink::host() {

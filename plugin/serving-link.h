@@ -6,6 +6,8 @@
 #include <kj/mutex.h>
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <thread>
 
 #include "rpc-connection.h"
@@ -16,9 +18,11 @@ namespace pyworker {
 
 class ServingLink final : public WorkerLink {
 public:
-  ServingLink(kj::AutoCloseFd socket, WorkerProcess& process);
+  ServingLink(kj::AutoCloseFd socket, WorkerProcess& process,
+              std::optional<std::chrono::milliseconds> timeout);
   // Starts the loop thread and returns once it is ready to take calls. The loop also watches
-  // `process` (which must outlive the link) and logs once, with how, when it dies.
+  // `process` (which must outlive the link) and logs once, with how, when it dies. With a
+  // timeout, a call that takes longer kills the worker and throws CallTimedOut.
   ~ServingLink() noexcept override;
   // Stops the loop (dropping every capability, which closes the socket) and joins the thread.
 
@@ -32,6 +36,7 @@ private:
   struct LoopState {
     // Lives on the loop thread's stack; published for other threads once ready.
     const kj::Executor* executor = nullptr;
+    kj::Timer* timer = nullptr;
     RpcConnection* connection = nullptr;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
     bool finished = false;
@@ -41,6 +46,7 @@ private:
   kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
 
   WorkerProcess& process_;
+  std::optional<std::chrono::milliseconds> timeout_;
   std::atomic<bool> broken_ = false;
   kj::MutexGuarded<LoopState> state_;
   std::thread thread_;

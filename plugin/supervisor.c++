@@ -15,12 +15,6 @@ namespace pyworker {
 
 namespace {
 
-constexpr size_t MAX_DEATHS = 5;
-constexpr auto DEATH_WINDOW = std::chrono::seconds(60);
-// A worker that keeps dying (a script that crashes on load, say) must not become a restart
-// storm: past MAX_DEATHS within DEATH_WINDOW, new connections are refused until the oldest
-// death leaves the window.
-
 std::string baseName(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -59,8 +53,9 @@ void reportFault(const char* callback, const kj::Exception& e) {
 }
 
 WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
-                               kj::AutoCloseFd servingSocket)
-    : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_) {}
+                               kj::AutoCloseFd servingSocket,
+                               std::optional<std::chrono::milliseconds> timeout)
+    : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_, timeout) {}
 
 WorkerInstance::~WorkerInstance() noexcept {
   // link_ is destroyed after this body; stop the process only after the RPC thread is gone
@@ -108,7 +103,8 @@ void Supervisor::configure(WorkerLink& link) {
 
 const ScriptInfo& Supervisor::start() {
   firstProcess_ =
-      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), true);
+      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), true,
+                                      setup_.memoryLimit);
   nbdkit_debug("pyworker: started worker process %d for %s",
                static_cast<int>(firstProcess_->pid()), setup_.script.c_str());
   auto sockets = firstProcess_->takeSockets();
@@ -128,7 +124,8 @@ void Supervisor::endConfigPhase() { configLink_.reset(); }
 void Supervisor::startServing() {
   KJ_REQUIRE(firstServingSocket_ != nullptr, "after_fork without a worker");
   auto instance =
-      std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_));
+      std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_),
+                                       setup_.timeout);
   auto directory = currentDirectory();
   runStatusCall(instance->link(), [&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
@@ -148,31 +145,36 @@ std::shared_ptr<WorkerInstance> Supervisor::instance() {
 }
 
 std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
-  // With mutex_ held: one replacement at a time, other new connections wait for it.
+  // With mutex_ held: one replacement at a time, other new connections wait for it. A worker
+  // that keeps dying (a script that crashes on every request, say) must not become a restart
+  // storm: past max-restarts deaths within restart-window, new connections are refused until
+  // the oldest death leaves the window.
+  const auto window = setup_.restartWindow;
   auto now = std::chrono::steady_clock::now();
   if (current_) {
     recentDeaths_.push_back(now);
     current_.reset();  // Its connections keep it until they close.
   }
-  while (!recentDeaths_.empty() && now - recentDeaths_.front() > DEATH_WINDOW) {
+  while (!recentDeaths_.empty() && now - recentDeaths_.front() > window) {
     recentDeaths_.pop_front();
   }
-  if (recentDeaths_.size() >= MAX_DEATHS) {
+  if (recentDeaths_.size() > setup_.maxRestarts) {
     auto wait = std::chrono::duration_cast<std::chrono::seconds>(
-        DEATH_WINDOW - (now - recentDeaths_.front()));
+        window - (now - recentDeaths_.front()));
     nbdkit_error("pyworker: %zu workers died within %lld seconds; not starting another for "
                  "%lld seconds",
-                 recentDeaths_.size(), static_cast<long long>(DEATH_WINDOW.count()),
+                 recentDeaths_.size(), static_cast<long long>(window.count()),
                  static_cast<long long>(wait.count()) + 1);
     throw ScriptFailed();
   }
 
   auto process =
-      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), false);
+      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), false,
+                                      setup_.memoryLimit);
   nbdkit_debug("pyworker: started replacement worker process %d for %s",
                static_cast<int>(process->pid()), setup_.script.c_str());
   auto socket = process->takeSockets().serving;
-  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket));
+  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket), setup_.timeout);
   auto& link = instance->link();
   try {
     configure(link);

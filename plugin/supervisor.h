@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,13 +32,18 @@ struct WorkerSetup {
   std::string workerPath;
   std::string script;
   std::vector<std::pair<std::string, std::string>> scriptConfig;
+  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<uint64_t> memoryLimit;
+  unsigned maxRestarts = 5;
+  std::chrono::seconds restartWindow{60};
 };
 
 class WorkerInstance {
   // One serving worker: its process and the RPC thread that talks to it. Connections hold
   // it (shared) so that a replaced worker lives until its last connection closes.
 public:
-  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket);
+  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket,
+                 std::optional<std::chrono::milliseconds> timeout);
   ~WorkerInstance() noexcept;
   // Stops the RPC thread, then the process.
 

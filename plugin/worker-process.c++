@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -83,7 +84,7 @@ int pidfdSendSignal(int pidfd, int sig) {
 }  // namespace
 
 WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& label,
-                             bool withConfigSocket) {
+                             bool withConfigSocket, std::optional<uint64_t> memoryLimit) {
   auto serving = makeSocketPair();
   SocketPair config;
   if (withConfigSocket) config = makeSocketPair();
@@ -130,11 +131,22 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   int pidfd = pidfdOpen(pid);
   if (pidfd < 0) {
     int e = errno;
-    kill(pid, SIGKILL);
+    ::kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
     KJ_FAIL_SYSCALL("pidfd_open", e);
   }
   pidfd_ = kj::AutoCloseFd(pidfd);
+  if (memoryLimit) {
+    // Set from here rather than by the worker: the script's first line runs only after the
+    // plugin's load request, which comes later on the socket.
+    rlimit limit = {*memoryLimit, *memoryLimit};
+    if (prlimit(pid, RLIMIT_AS, &limit, nullptr) < 0) {
+      int e = errno;
+      pidfdSendSignal(pidfd, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      KJ_FAIL_SYSCALL("prlimit(RLIMIT_AS)", e);
+    }
+  }
   lifeline_ = duplicateAbove(serving.pluginEnd.get(), FIRST_FREE_FD);
   sockets_ = {kj::mv(serving.pluginEnd), kj::mv(config.pluginEnd)};
 }
@@ -173,6 +185,8 @@ std::string WorkerProcess::describeExit() {
   }
   return exitDescription_;
 }
+
+void WorkerProcess::kill() { pidfdSendSignal(pidfd_.get(), SIGKILL); }
 
 bool WorkerProcess::hasExited() {
   pollfd p = {pidfd_.get(), POLLIN, 0};

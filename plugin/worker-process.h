@@ -8,7 +8,9 @@
 #include <kj/string.h>
 #include <kj/time.h>
 
+#include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace pyworker {
@@ -21,10 +23,12 @@ public:
     kj::AutoCloseFd config;
   };
 
-  WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket);
+  WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket,
+                std::optional<uint64_t> memoryLimit);
   // Spawns `workerPath --serve-fd=3 [--config-fd=4] -- label`: stdin is /dev/null, stdout goes
   // to stderr (under `nbdkit -s` fds 0/1 are the NBD connection), its own process group (a
-  // Ctrl-C at nbdkit's terminal is nbdkit's to handle), default signal dispositions.
+  // Ctrl-C at nbdkit's terminal is nbdkit's to handle), default signal dispositions. With a
+  // memory limit, its RLIMIT_AS is set before it has loaded anything of the script.
   ~WorkerProcess() noexcept;
   // Stops the worker (see stop()).
   KJ_DISALLOW_COPY(WorkerProcess);
@@ -38,6 +42,9 @@ public:
   // The worker exits by itself when its serving socket closes; wait up to `grace` for that,
   // then SIGKILL. Reaps it if it is this process's child (after nbdkit daemonizes, the first
   // worker is the exited parent's child, and init reaps it). Idempotent.
+
+  void kill();
+  // SIGKILL now (through the pidfd: never a recycled pid).
 
   bool hasExited();
   // Non-blocking: has the process ended (pidfd readable)?

@@ -71,3 +71,63 @@ TEST(PluginParameters, OwnKeys) {
 
 }  // namespace
 }  // namespace pyworker
+
+namespace pyworker {
+namespace {
+
+std::optional<uint64_t> fakeParseSize(const std::string& s) {
+  // Enough of nbdkit_parse_size for these tests: a number with an optional M or G.
+  char* end = nullptr;
+  uint64_t n = strtoull(s.c_str(), &end, 10);
+  if (end == s.c_str()) return std::nullopt;
+  if (*end == 'M' && end[1] == '\0') return n << 20;
+  if (*end == 'G' && end[1] == '\0') return n << 30;
+  if (*end == '\0') return n;
+  return std::nullopt;
+}
+
+TEST(PluginParameters, SupervisionDefaults) {
+  Parameters p(fakeParseSize);
+  EXPECT_FALSE(p.timeout().has_value());
+  EXPECT_FALSE(p.memoryLimit().has_value());
+  EXPECT_EQ(p.maxRestarts(), 5u);
+  EXPECT_EQ(p.restartWindow(), std::chrono::seconds(60));
+}
+
+TEST(PluginParameters, SupervisionValues) {
+  Parameters p(fakeParseSize);
+  p.accept("timeout", "2.5");
+  p.accept("memory", "512M");
+  p.accept("max-restarts", "0");
+  p.accept("restart-window", "10");
+  EXPECT_EQ(*p.timeout(), std::chrono::milliseconds(2500));
+  EXPECT_EQ(*p.memoryLimit(), 512u << 20);
+  EXPECT_EQ(p.maxRestarts(), 0u);
+  EXPECT_EQ(p.restartWindow(), std::chrono::seconds(10));
+  EXPECT_TRUE(p.scriptConfig().empty()) << "pyworker's keys must not reach the script";
+}
+
+TEST(PluginParameters, BadSupervisionValuesNameTheProblem) {
+  Parameters p(fakeParseSize);
+  auto message = [&](const char* key, const char* value) -> std::string {
+    try {
+      p.accept(key, value);
+    } catch (const ParameterError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(message("timeout", "soon"), "timeout=soon: expected a number of seconds, at least 0.001");
+  EXPECT_EQ(message("timeout", "-1"), "timeout=-1: expected a number of seconds, at least 0.001");
+  EXPECT_EQ(message("timeout", "0"), "timeout=0: expected a number of seconds, at least 0.001");
+  EXPECT_EQ(message("timeout", "nan"), "timeout=nan: expected a number of seconds, at least 0.001");
+  EXPECT_EQ(message("memory", "lots"), "memory=lots: expected a size such as 512M or 2G");
+  EXPECT_EQ(message("memory", "1M"), "memory=1M: too small for a Python worker (at least 64M)");
+  EXPECT_EQ(message("max-restarts", "-3"), "max-restarts=-3: expected a whole number");
+  EXPECT_EQ(message("max-restarts", "3x"), "max-restarts=3x: expected a whole number");
+  EXPECT_EQ(message("restart-window", "0.5"),
+            "restart-window=0.5: expected a number of seconds, at least 1");
+}
+
+}  // namespace
+}  // namespace pyworker
