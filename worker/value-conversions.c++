@@ -18,11 +18,12 @@ std::string repr(PyObject* value) {
   return lossyUtf8(text.get());
 }
 
-__int128 intInRange(PyObject* value, const std::string& subject, __int128 minimum,
-                    __int128 maximum) {
-  // `subject` completes "<callback> returned ..." for the messages, e.g. "get_size returned".
+__int128 intInRange(PyObject* value, const std::string& callback, const std::string& what,
+                    __int128 minimum, __int128 maximum) {
+  // Messages: "<callback> returned <value>[ as <what>], expected ...".
+  std::string as = what.empty() ? "" : " as " + what;
   if (!PyLong_Check(value)) {
-    throw ScriptError{subject + " '" + typeName(value) + "', expected int"};
+    throw ScriptError{callback + " returned '" + typeName(value) + "'" + as + ", expected int"};
   }
   int overflow = 0;
   __int128 result = PyLong_AsLongLongAndOverflow(value, &overflow);
@@ -44,7 +45,7 @@ __int128 intInRange(PyObject* value, const std::string& subject, __int128 minimu
       return n < 0 ? std::to_string(static_cast<long long>(n))
                    : std::to_string(static_cast<unsigned long long>(n));
     };
-    throw ScriptError{subject + " " + repr(value) + ", expected an int between " +
+    throw ScriptError{callback + " returned " + repr(value) + as + ", expected an int between " +
                       decimal(minimum) + " and " + decimal(maximum)};
   }
   return result;
@@ -109,8 +110,8 @@ std::string utf8(PyObject* value, const char* callback, const char* what) {
 bool toBool(PyObject* value) { return value == Py_True; }
 
 int64_t toSize(PyObject* value, const char* callback) {
-  return static_cast<int64_t>(intInRange(value, std::string(callback) + " returned", 0,
-                                         std::numeric_limits<int64_t>::max()));
+  return static_cast<int64_t>(
+      intInRange(value, callback, "", 0, std::numeric_limits<int64_t>::max()));
 }
 
 int32_t toChoice(PyObject* value, const char* callback, int32_t maximum, const char* names) {
@@ -119,7 +120,7 @@ int32_t toChoice(PyObject* value, const char* callback, int32_t maximum, const c
     throw ScriptError{subject + " '" + typeName(value) + "', expected " + names};
   }
   try {
-    return static_cast<int32_t>(intInRange(value, subject, 0, maximum));
+    return static_cast<int32_t>(intInRange(value, callback, "", 0, maximum));
   } catch (ScriptError&) {
     throw ScriptError{subject + " " + repr(value) + ", expected " + names};
   }
@@ -138,7 +139,7 @@ BlockSize toBlockSize(PyObject* value, const char* callback) {
   uint32_t sizes[3];
   for (int i = 0; i < 3; ++i) {
     sizes[i] = static_cast<uint32_t>(
-        intInRange(PyTuple_GET_ITEM(value, i), subject + " as " + names[i], 0,
+        intInRange(PyTuple_GET_ITEM(value, i), callback, std::string("the ") + names[i], 0,
                    std::numeric_limits<uint32_t>::max()));
   }
   return BlockSize{sizes[0], sizes[1], sizes[2]};
@@ -149,18 +150,17 @@ std::vector<ExtentValue> toExtents(PyObject* value, const char* callback) {
   std::vector<ExtentValue> extents;
   try {
     forEachItem(value, expected, [&](PyObject* item, size_t index) {
-      std::string subject =
-          std::string(callback) + " returned, in item " + std::to_string(index) + ",";
+      std::string of = " of item " + std::to_string(index);
       if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
         throw ScriptError{std::string(callback) + " returned '" + typeName(item) +
                           "' " + repr(item) + " as item " + std::to_string(index) +
                           ", expected an (offset, length, type) tuple"};
       }
-      auto offset = intInRange(PyTuple_GET_ITEM(item, 0), subject + " offset", 0,
+      auto offset = intInRange(PyTuple_GET_ITEM(item, 0), callback, "the offset" + of, 0,
                                std::numeric_limits<uint64_t>::max());
-      auto length = intInRange(PyTuple_GET_ITEM(item, 1), subject + " length", 0,
+      auto length = intInRange(PyTuple_GET_ITEM(item, 1), callback, "the length" + of, 0,
                                std::numeric_limits<uint64_t>::max());
-      auto type = intInRange(PyTuple_GET_ITEM(item, 2), subject + " type", 0,
+      auto type = intInRange(PyTuple_GET_ITEM(item, 2), callback, "the type" + of, 0,
                              std::numeric_limits<uint32_t>::max());
       extents.push_back(ExtentValue{static_cast<uint64_t>(offset),
                                     static_cast<uint64_t>(length),

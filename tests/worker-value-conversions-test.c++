@@ -1,0 +1,168 @@
+// Conversions of script return values, on an embedded interpreter: the strictness of
+// in-process nbdkit where it has some, and clear messages where it has none.
+
+#include "script.h"
+#include "value-conversions.h"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+namespace pyworker {
+namespace {
+
+class ValueConversions: public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    static std::once_flag once;
+    std::call_once(once, []() { Py_InitializeEx(0); });  // this thread keeps the GIL
+  }
+
+  PyRef eval(const char* expression) {
+    PyObject* main = PyImport_AddModule("__main__");
+    PyObject* globals = PyModule_GetDict(main);
+    PyRef value(PyRun_String(expression, Py_eval_input, globals, globals));
+    if (!value) PyErr_Print();
+    EXPECT_TRUE(value) << expression;
+    return value;
+  }
+
+  template <typename Convert>
+  std::string errorOf(const char* expression, Convert&& convert) {
+    PyRef value = eval(expression);
+    try {
+      convert(value.get());
+    } catch (ScriptError& error) {
+      EXPECT_FALSE(PyErr_Occurred());
+      return error.message;
+    } catch (PythonError&) {
+      PyErr_Clear();
+      return "<python error>";
+    }
+    ADD_FAILURE() << expression << " was accepted";
+    return "";
+  }
+};
+
+TEST_F(ValueConversions, OnlyExactTrueIsTrue) {
+  EXPECT_TRUE(toBool(eval("True").get()));
+  EXPECT_FALSE(toBool(eval("False").get()));
+  EXPECT_FALSE(toBool(eval("1").get()));
+  EXPECT_FALSE(toBool(eval("'yes'").get()));
+  EXPECT_FALSE(toBool(eval("None").get()));
+}
+
+TEST_F(ValueConversions, Size) {
+  EXPECT_EQ(toSize(eval("0").get(), "get_size"), 0);
+  EXPECT_EQ(toSize(eval("2**63 - 1").get(), "get_size"), INT64_MAX);
+  auto size = [](PyObject* v) { toSize(v, "get_size"); };
+  EXPECT_EQ(errorOf("'1024'", size), "get_size returned 'str', expected int");
+  EXPECT_EQ(errorOf("1024.0", size), "get_size returned 'float', expected int");
+  EXPECT_EQ(errorOf("-1", size),
+            "get_size returned -1, expected an int between 0 and 9223372036854775807");
+  EXPECT_EQ(errorOf("2**63", size),
+            "get_size returned 9223372036854775808, expected an int between 0 and "
+            "9223372036854775807");
+  EXPECT_EQ(errorOf("2**70", size),
+            "get_size returned 1180591620717411303424, expected an int between 0 and "
+            "9223372036854775807");
+}
+
+TEST_F(ValueConversions, Choice) {
+  const char* names = "nbdkit.FUA_NONE, FUA_EMULATE or FUA_NATIVE";
+  EXPECT_EQ(toChoice(eval("2").get(), "can_fua", 2, names), 2);
+  auto fua = [&](PyObject* v) { toChoice(v, "can_fua", 2, names); };
+  EXPECT_EQ(errorOf("3", fua), "can_fua returned 3, expected " + std::string(names));
+  EXPECT_EQ(errorOf("-1", fua), "can_fua returned -1, expected " + std::string(names));
+  EXPECT_EQ(errorOf("'native'", fua), "can_fua returned 'str', expected " + std::string(names));
+  EXPECT_EQ(errorOf("None", fua), "can_fua returned 'NoneType', expected " + std::string(names));
+}
+
+TEST_F(ValueConversions, BlockSize) {
+  auto sizes = toBlockSize(eval("(1, 4096, 2**32 - 1)").get(), "block_size");
+  EXPECT_EQ(sizes.minimum, 1u);
+  EXPECT_EQ(sizes.preferred, 4096u);
+  EXPECT_EQ(sizes.maximum, 4294967295u);
+  auto convert = [](PyObject* v) { toBlockSize(v, "block_size"); };
+  EXPECT_EQ(errorOf("[1, 4096, 65536]", convert),
+            "block_size returned 'list', expected a tuple (minimum, preferred, maximum)");
+  EXPECT_EQ(errorOf("(1, 4096)", convert),
+            "block_size returned a tuple of 2 items, expected a tuple (minimum, preferred, "
+            "maximum)");
+  EXPECT_EQ(errorOf("(1, '4096', 65536)", convert),
+            "block_size returned 'str' as the preferred, expected int");
+  EXPECT_EQ(errorOf("(1, 4096, 2**32)", convert),
+            "block_size returned 4294967296 as the maximum, expected an int between 0 and "
+            "4294967295");
+  EXPECT_EQ(errorOf("(-1, 4096, 65536)", convert),
+            "block_size returned -1 as the minimum, expected an int between 0 and 4294967295");
+}
+
+TEST_F(ValueConversions, Extents) {
+  auto extents = toExtents(eval("[(0, 4096, 0), (4096, 2**40, 3)]").get(), "extents");
+  ASSERT_EQ(extents.size(), 2u);
+  EXPECT_EQ(extents[1].offset, 4096u);
+  EXPECT_EQ(extents[1].length, 1ull << 40);
+  EXPECT_EQ(extents[1].type, 3u);
+  // Any iterable, a generator too.
+  EXPECT_EQ(toExtents(eval("((o, 512, 1) for o in range(0, 2048, 512))").get(), "extents")
+                .size(), 4u);
+  auto convert = [](PyObject* v) { toExtents(v, "extents"); };
+  EXPECT_EQ(errorOf("42", convert),
+            "extents returned 'int', expected an iterable of (offset, length, type) tuples");
+  EXPECT_EQ(errorOf("[]", convert), "extents returned no extents, expected at least one");
+  EXPECT_EQ(errorOf("[(0, 512, 0), [512, 512, 0]]", convert),
+            "extents returned 'list' [512, 512, 0] as item 1, expected an (offset, length, "
+            "type) tuple");
+  EXPECT_EQ(errorOf("[(0, 512)]", convert),
+            "extents returned 'tuple' (0, 512) as item 0, expected an (offset, length, type) "
+            "tuple");
+  EXPECT_EQ(errorOf("[(0, -512, 0)]", convert),
+            "extents returned -512 as the length of item 0, expected an int between 0 and "
+            "18446744073709551615");
+  EXPECT_EQ(errorOf("[(0, 512, 2**32)]", convert),
+            "extents returned 4294967296 as the type of item 0, expected an int between 0 and "
+            "4294967295");
+  EXPECT_EQ(errorOf("[(0, 512, 'hole')]", convert),
+            "extents returned 'str' as the type of item 0, expected int");
+  // A Python exception while iterating is the script's own error, with its traceback.
+  EXPECT_EQ(errorOf("(1/0 for _ in [1])", convert), "<python error>");
+}
+
+TEST_F(ValueConversions, Exports) {
+  auto exports = toExports(eval("['a', ('b', 'the b'), 'é']").get(), "list_exports");
+  ASSERT_EQ(exports.size(), 3u);
+  EXPECT_EQ(exports[0].name, "a");
+  EXPECT_FALSE(exports[0].hasDescription);
+  EXPECT_EQ(exports[1].name, "b");
+  EXPECT_EQ(exports[1].description, "the b");
+  EXPECT_TRUE(exports[1].hasDescription);
+  EXPECT_EQ(exports[2].name, "\xc3\xa9");
+  EXPECT_TRUE(toExports(eval("[]").get(), "list_exports").empty());
+  auto convert = [](PyObject* v) { toExports(v, "list_exports"); };
+  EXPECT_EQ(errorOf("None", convert),
+            "list_exports returned 'NoneType', expected an iterable of names or (name, "
+            "description) tuples");
+  EXPECT_EQ(errorOf("['a', 7]", convert),
+            "list_exports returned 'int' 7 as item 1, expected a name or a (name, description) "
+            "tuple");
+  EXPECT_EQ(errorOf("[('a', 'b', 'c')]", convert),
+            "list_exports returned 'tuple' ('a', 'b', 'c') as item 0, expected a name or a "
+            "(name, description) tuple");
+  EXPECT_EQ(errorOf("[('a', None)]", convert),
+            "list_exports returned 'NoneType' as an export description, expected str");
+  std::string surrogate = errorOf("['bad\\udcff']", convert);
+  EXPECT_EQ(surrogate.rfind("list_exports returned an export name 'bad\\udcff' that is not "
+                            "valid UTF-8 (", 0), 0u) << surrogate;
+}
+
+TEST_F(ValueConversions, Text) {
+  EXPECT_EQ(utf8(eval("'x\\u20ac'").get(), "default_export", "the export name"),
+            "x\xe2\x82\xac");
+  auto convert = [](PyObject* v) { utf8(v, "default_export", "the export name"); };
+  EXPECT_EQ(errorOf("b'x'", convert),
+            "default_export returned 'bytes' as the export name, expected str");
+}
+
+}  // namespace
+}  // namespace pyworker
