@@ -259,6 +259,12 @@ TEST_F(WorkerRpc, Errors) {
   EXPECT_EQ(disconnect.getStatus().getDisconnect(), rpc::Disconnect::FORCE);
   EXPECT_EQ(read(0).getStatus().getDisconnect(), rpc::Disconnect::NONE);
 
+  auto kept = read(24576);  // the script keeps a slice of its buffer
+  EXPECT_EQ(kept.getStatus().getErrno(), EIO);
+  EXPECT_EQ(kept.getStatus().getMessage(),
+            SCRIPT + ": pread: error: pread kept a reference to its buffer after returning; "
+                     "copy the data instead");
+
   // zero with set_error(EOPNOTSUPP): nbdkit falls back to writing zeroes, no error message.
   auto zero = [&](uint32_t flags) {
     auto request = handle.zeroRequest();

@@ -13,13 +13,15 @@ namespace {
 
 bool releaseView(PyObject* view) {
   // memoryview.release(), keeping any exception the callback raised. It fails when the
-  // script still holds an export of the view (a numpy array made from it, say).
+  // script still holds an export of the view (a numpy array made from it, say); a slice or
+  // memoryview(buf) kept by the script survives it, still sharing the managed buffer.
   PyObject *type, *value, *trace;
   PyErr_Fetch(&type, &value, &trace);
   PyRef result(PyObject_CallMethod(view, "release", nullptr));
   PyErr_Clear();
   PyErr_Restore(type, value, trace);
-  return bool(result);
+  auto* managed = reinterpret_cast<PyMemoryViewObject*>(view)->mbuf;
+  return result && managed->exports == 0;
 }
 
 PyRef callWithView(PyObject* view, const char* callback, kj::FunctionParam<PyObject*()> call) {

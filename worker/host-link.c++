@@ -29,7 +29,8 @@ void HostLink::onLoop(Send&& send) {
 }
 
 void HostLink::debug(const std::string& message) {
-  if (!verbose) return;  // nbdkit_debug() would drop it anyway: spare the round trip
+  // Always sent: nbdkit has no API telling a plugin whether -v is on, so `verbose` from load()
+  // cannot be trusted to filter; the plugin's nbdkit_debug() does that.
   onLoop([&](rpc::Host::Client& h) {
     auto request = h.debugRequest();
     request.setMessage(message);

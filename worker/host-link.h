@@ -23,6 +23,7 @@ public:
   void setHost(rpc::Host::Client host);
   // Loop thread only: load() and afterFork() hand over the current Host.
   void setVerbose(bool verbose) { this->verbose = verbose; }
+  bool isVerbose() const { return verbose; }
   void disconnect();
   // Loop thread only: the serving connection is gone; host calls become no-ops.
 

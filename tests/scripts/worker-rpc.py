@@ -68,6 +68,9 @@ def pread(h, buf, offset, flags):
         nbdkit.debug("slow pread done")
     if offset == 20480:
         nbdkit.disconnect(True)
+    if offset == 24576:
+        global kept
+        kept = buf[0:16]  # would write into a finished reply later: refused
     buf[:] = disk[offset:offset + len(buf)]
 
 
