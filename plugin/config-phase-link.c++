@@ -1,12 +1,17 @@
 #include "config-phase-link.h"
 
+#include "output-pump.h"
+
 namespace pyworker {
 
-ConfigPhaseLink::ConfigPhaseLink(kj::AutoCloseFd socket)
-    : io_(kj::setupAsyncIo()), connection_(*io_.lowLevelProvider, kj::mv(socket)) {}
+ConfigPhaseLink::ConfigPhaseLink(kj::AutoCloseFd socket, int outputFd)
+    : io_(kj::setupAsyncIo()),
+      connection_(*io_.lowLevelProvider, kj::mv(socket)),
+      outputPump_(pumpOutput(*io_.lowLevelProvider, outputFd).eagerlyEvaluate(nullptr)) {}
 
 void ConfigPhaseLink::run(Call call) {
   call(connection_.worker()).wait(io_.waitScope);
+  io_.waitScope.poll();  // Output the worker wrote just before its reply.
 }
 
 }  // namespace pyworker

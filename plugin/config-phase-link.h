@@ -12,7 +12,8 @@ namespace pyworker {
 
 class ConfigPhaseLink final : public WorkerLink {
 public:
-  explicit ConfigPhaseLink(kj::AutoCloseFd socket);
+  ConfigPhaseLink(kj::AutoCloseFd socket, int outputFd);
+  // Also pumps the worker's output (outputFd stays the caller's) whenever the loop runs.
   ~ConfigPhaseLink() noexcept override = default;
 
   void run(Call call) override;
@@ -21,6 +22,7 @@ public:
 private:
   kj::AsyncIoContext io_;
   RpcConnection connection_;
+  kj::Promise<void> outputPump_;
 };
 
 }  // namespace pyworker

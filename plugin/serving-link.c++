@@ -1,6 +1,7 @@
 #include "serving-link.h"
 
 #include "guard.h"
+#include "output-pump.h"
 
 #include <kj/async-unix.h>
 #include <kj/debug.h>
@@ -34,6 +35,7 @@ void ServingLink::loop(kj::AutoCloseFd socket) {
     RpcConnection connection(*io.lowLevelProvider, kj::mv(socket));
     auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
     auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
+    auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd()).eagerlyEvaluate(nullptr);
     auto disconnected = connection.onDisconnect()
                             .then([this]() { broken_ = true; },
                                   [this](kj::Exception&&) { broken_ = true; })

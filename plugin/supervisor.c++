@@ -109,7 +109,8 @@ const ScriptInfo& Supervisor::start() {
                static_cast<int>(firstProcess_->pid()), setup_.script.c_str());
   auto sockets = firstProcess_->takeSockets();
   firstServingSocket_ = kj::mv(sockets.serving);
-  configLink_ = std::make_unique<ConfigPhaseLink>(kj::mv(sockets.config));
+  configLink_ = std::make_unique<ConfigPhaseLink>(kj::mv(sockets.config),
+                                                  firstProcess_->outputFd());
   configure(*configLink_);
   return info_;
 }

@@ -85,6 +85,10 @@ int pidfdSendSignal(int pidfd, int sig) {
 
 WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& label,
                              bool withConfigSocket, std::optional<uint64_t> memoryLimit) {
+  int outputPipe[2];
+  KJ_SYSCALL(pipe2(outputPipe, O_CLOEXEC));
+  kj::AutoCloseFd outputRead(outputPipe[0]);
+  auto outputWrite = moveAbove(kj::AutoCloseFd(outputPipe[1]), FIRST_FREE_FD);
   auto serving = makeSocketPair();
   SocketPair config;
   if (withConfigSocket) config = makeSocketPair();
@@ -101,7 +105,8 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   SpawnFileActions files;
   check(posix_spawn_file_actions_addopen(&files.actions, 0, "/dev/null", O_RDONLY, 0),
         "posix_spawn_file_actions_addopen");
-  check(posix_spawn_file_actions_adddup2(&files.actions, 2, 1), "adddup2(stderr)");
+  check(posix_spawn_file_actions_adddup2(&files.actions, outputWrite.get(), 1), "adddup2(stdout)");
+  check(posix_spawn_file_actions_adddup2(&files.actions, outputWrite.get(), 2), "adddup2(stderr)");
   check(posix_spawn_file_actions_adddup2(&files.actions, serving.workerEnd.get(), SERVE_FD),
         "adddup2(serve)");
   if (withConfigSocket) {
@@ -149,6 +154,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   }
   lifeline_ = duplicateAbove(serving.pluginEnd.get(), FIRST_FREE_FD);
   sockets_ = {kj::mv(serving.pluginEnd), kj::mv(config.pluginEnd)};
+  output_ = kj::mv(outputRead);
 }
 
 WorkerProcess::~WorkerProcess() noexcept {

@@ -23,10 +23,14 @@ public:
     kj::AutoCloseFd config;
   };
 
+  int outputFd() const { return output_.get(); }
+  // The read end of the worker's stdout+stderr pipe (see output-pump.h); owned here.
+
   WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket,
                 std::optional<uint64_t> memoryLimit);
-  // Spawns `workerPath --serve-fd=3 [--config-fd=4] -- label`: stdin is /dev/null, stdout goes
-  // to stderr (under `nbdkit -s` fds 0/1 are the NBD connection), its own process group (a
+  // Spawns `workerPath --serve-fd=3 [--config-fd=4] -- label`: stdin is /dev/null, stdout and
+  // stderr are a pipe to the plugin (under `nbdkit -s` fds 0/1 are the NBD connection, and a
+  // daemon must not hold its caller's stdio through the worker), its own process group (a
   // Ctrl-C at nbdkit's terminal is nbdkit's to handle), default signal dispositions. With a
   // memory limit, its RLIMIT_AS is set before it has loaded anything of the script.
   ~WorkerProcess() noexcept;
@@ -64,6 +68,7 @@ private:
   // Survives nbdkit's fork, so the daemon can still watch and kill a worker it did not spawn
   // without risking a recycled pid.
   Sockets sockets_;
+  kj::AutoCloseFd output_;
   kj::AutoCloseFd lifeline_;
   // A duplicate of the plugin's serving end, kept to shutdown() the socket itself when
   // stopping: closing our fd alone is not EOF while a copy lives on (nbdkit --run forks, and
