@@ -1,0 +1,206 @@
+"""Crash isolation and supervision: a worker that dies, hangs or bloats never takes nbdkit down.
+
+Each test makes the script fail in one way (tests/scripts/supervision-faults.py), then checks
+with a real client that: the request in flight failed with EIO (and did not hang), nbdkit is
+still alive, the log says what happened, and a fresh connection is served by a new worker that
+was configured with the same keys in the same order.
+"""
+
+import os
+import signal
+import threading
+import time
+import unittest
+
+import harness
+from harness import NbdkitTestCase, pid_alive, wait_until
+
+FAULT_OFFSET = 65536
+DEADLINE = 30  # seconds: far above any expected failure time, far below a hang
+
+
+def call_with_deadline(test, func, *args):
+    """Runs func(*args) in a thread; fails the test if it has not returned within DEADLINE.
+    Returns ("ok", value) or ("error", exception)."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(("ok", func(*args)))
+        except Exception as e:  # the nbd.Error we expect, or anything else to report
+            outcome.append(("error", e))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(DEADLINE)
+    test.assertFalse(thread.is_alive(), "request still hanging after %ss" % DEADLINE)
+    return outcome[0]
+
+
+def served_by(h):
+    """(config keys, worker pid) as the faults script reports them in every read."""
+    text = bytes(h.pread(512, 0)).rstrip(b"\0").decode()
+    keys, pid = text.split(";pid=")
+    return keys, int(pid)
+
+
+class WorkerDeathTest(NbdkitTestCase):
+
+    def check_fault(self, fault, how, *extra):
+        script = self.script("supervision-faults.py")
+        server = self.start(script, "fault=" + fault, "b=2", "a=1", *extra)
+        h = server.connect()
+        keys, first_pid = served_by(h)
+        self.assertEqual(keys, "fault=%s,b=2,a=1" % fault)
+
+        kind, result = call_with_deadline(self, h.pread, 512, FAULT_OFFSET)
+        self.assertEqual(kind, "error", "the faulting read succeeded")
+        self.assertEqual(harness.errno_name(result), "EIO", str(result))
+        self.assertIsNone(server.proc.poll(), "nbdkit died with its worker")
+
+        # The log names the worker, how it ended and the request that was lost.
+        self.assertTrue(wait_until(lambda: how in server.stderr(), 10),
+                        "no %r in the log:\n%s" % (how, server.stderr()))
+        self.assertIn("worker process %d" % first_pid, server.stderr())
+        self.assertIn("pread", server.stderr())
+
+        # The old connection's handle died with its worker: it keeps failing, cleanly.
+        kind, result = call_with_deadline(self, h.pread, 512, 0)
+        self.assertEqual(kind, "error")
+
+        # A new connection gets a new worker, configured with the same keys in the same order.
+        time.sleep(1)
+        h2 = server.connect()
+        keys2, second_pid = served_by(h2)
+        self.assertEqual(keys2, keys)
+        self.assertNotEqual(second_pid, first_pid)
+        self.assertFalse(pid_alive(first_pid), "the dead worker was not reaped")
+        self.close_handles()
+        self.assertEqual(server.stop(), 0, server.stderr())
+        return server
+
+    def test_segfault_in_c_extension(self):
+        self.check_fault("segv", "killed by SIGSEGV")
+
+    def test_abort(self):
+        self.check_fault("abort", "killed by SIGABRT")
+
+    def test_os_exit(self):
+        self.check_fault("exit", "exited with status 3")
+
+    def test_killed_from_inside(self):
+        self.check_fault("sigkill-self", "killed by SIGKILL")
+
+    def test_hung_callback_killed_after_timeout(self):
+        server = self.check_fault("hang", "no reply within timeout=1 seconds", "timeout=1")
+        self.assertIn("killed by SIGKILL", server.stderr())
+
+    def test_sleeping_callback_killed_after_timeout(self):
+        self.check_fault("sleep", "no reply within timeout=0.5 seconds", "timeout=0.5")
+
+    def test_sigkill_from_outside_fails_the_request_in_flight(self):
+        script = self.script("supervision-faults.py")
+        server = self.start(script, "fault=sleep")
+        h = server.connect()
+        _, pid = served_by(h)
+        outcome = []
+        reader = threading.Thread(
+            target=lambda: outcome.append(call_with_deadline(self, h.pread, 512, FAULT_OFFSET)),
+            daemon=True)
+        reader.start()
+        time.sleep(0.5)  # the read is now inside the script's sleep
+        os.kill(pid, signal.SIGKILL)
+        reader.join(DEADLINE + 5)
+        self.assertEqual(outcome[0][0], "error")
+        self.assertEqual(harness.errno_name(outcome[0][1]), "EIO")
+        self.assertTrue(wait_until(lambda: "killed by SIGKILL" in server.stderr(), 10),
+                        server.stderr())
+        _, new_pid = served_by(server.connect())
+        self.assertNotEqual(new_pid, pid)
+        self.assertIsNone(server.proc.poll())
+
+    def test_sys_exit_in_a_callback_is_an_error_not_an_exit(self):
+        # As in-process: SystemExit is an exception like any other; the worker lives on.
+        script = self.script("supervision-faults.py")
+        server = self.start(script, "fault=sys-exit")
+        h = server.connect()
+        _, pid = served_by(h)
+        self.assertNbdError("EIO", h.pread, 512, FAULT_OFFSET)
+        self.assertIn("SystemExit", server.stderr())
+        self.assertEqual(served_by(h)[1], pid)
+
+    def test_memory_limit_is_a_memory_error_for_the_script(self):
+        script = self.script("supervision-faults.py")
+        server = self.start(script, "fault=memory", "memory=512M")
+        h = server.connect()
+        _, pid = served_by(h)
+        kind, result = call_with_deadline(self, h.pread, 512, FAULT_OFFSET)
+        self.assertEqual(kind, "error")
+        self.assertEqual(harness.errno_name(result), "EIO")
+        self.assertIn("MemoryError", server.stderr())
+        self.assertIsNone(server.proc.poll())
+        # The script's MemoryError freed what it had taken: the same worker serves on.
+        self.assertEqual(served_by(server.connect())[1], pid)
+
+    def test_restart_storm_is_refused_then_recovers(self):
+        script = self.script("supervision-faults.py")
+        server = self.start(script, "fault=segv", "max-restarts=1", "restart-window=3")
+        for _ in range(2):  # the first worker and one replacement die
+            h = server.connect()
+            call_with_deadline(self, h.pread, 512, FAULT_OFFSET)
+            wait_until(lambda: False, 0.3)
+        # A third worker would exceed max-restarts=1 within restart-window=3.
+        with self.assertRaises(harness.nbd.Error):
+            server.connect()
+        self.assertIn("workers died within 3 seconds", server.stderr())
+        self.assertIsNone(server.proc.poll())
+        # Once the window has passed, new connections are served again.
+        time.sleep(3.5)
+        keys, _ = served_by(server.connect())
+        self.assertTrue(keys.startswith("fault=segv"))
+
+
+class AcknowledgedWritesTest(NbdkitTestCase):
+
+    def test_flushed_writes_survive_a_crash(self):
+        disk = os.path.join(self.tmp, "disk.img")
+        with open(disk, "wb") as f:
+            f.truncate(1024 * 1024)
+        script = self.script("supervision-file.py")
+        server = self.start(script, "file=" + disk)
+        h = server.connect()
+        data = harness.pattern(256 * 1024, 7)
+        h.pwrite(data, 4096)
+        h.flush()
+        h.pwrite(harness.pattern(4096, 8), 512 * 1024, harness.nbd.CMD_FLAG_FUA)
+        kind, result = call_with_deadline(self, h.pread, 4096, 1024 * 1024 - 4096)
+        self.assertEqual(kind, "error")
+        self.assertTrue(wait_until(lambda: "killed by SIGSEGV" in server.stderr(), 10))
+        h2 = server.connect()
+        self.assertEqual(bytes(h2.pread(len(data), 4096)), data)
+        self.assertEqual(bytes(h2.pread(4096, 512 * 1024)), harness.pattern(4096, 8))
+        with open(disk, "rb") as f:
+            f.seek(4096)
+            self.assertEqual(f.read(len(data)), data)
+
+
+class ParameterTest(NbdkitTestCase):
+
+    def test_bad_supervision_parameters_name_the_problem(self):
+        script = self.script("supervision-faults.py")
+        for param, message in [
+                ("timeout=soon", "timeout=soon: expected a number of seconds"),
+                ("timeout=0", "timeout=0: expected a number of seconds"),
+                ("memory=lots", "memory=lots: expected a size"),
+                ("memory=1M", "memory=1M: too small for a Python worker"),
+                ("max-restarts=-1", "max-restarts=-1: expected a whole number"),
+                ("restart-window=0", "restart-window=0: expected a number of seconds")]:
+            r = self.run_nbdkit("-f", "-U", os.path.join(self.tmp, "s"), script=script,
+                                params=[param])
+            self.assertNotEqual(r.returncode, 0, param)
+            self.assertIn(message, r.stderr, param)
+            self.assertNotIn("fault=", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
