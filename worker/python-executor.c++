@@ -10,6 +10,13 @@ namespace pyworker {
 
 PythonExecutor::PythonExecutor(size_t maxThreads): maxThreads(maxThreads) {}
 
+PythonExecutor::~PythonExecutor() {
+  std::unique_lock lock(mutex);
+  stopping = true;
+  wake.notify_all();
+  ended.wait(lock, [this]() { return threads == 0; });
+}
+
 void PythonExecutor::submit(kj::Function<void()> job) {
   std::unique_lock lock(mutex);
   queue.push_back(kj::mv(job));
@@ -38,8 +45,14 @@ void PythonExecutor::threadMain() {
   std::unique_lock lock(mutex);
   for (;;) {
     ++idle;
-    wake.wait(lock, [this]() { return !queue.empty(); });
+    wake.wait(lock, [this]() { return !queue.empty() || stopping; });
     --idle;
+    if (queue.empty()) {
+      // Stopping. The thread keeps its Python thread state: it may not take the GIL now.
+      --threads;
+      ended.notify_all();
+      return;
+    }
     auto job = kj::mv(queue.front());
     queue.pop_front();
     lock.unlock();

@@ -18,8 +18,9 @@ public:
   explicit PythonExecutor(size_t maxThreads = 64);
   PythonExecutor(const PythonExecutor&) = delete;
   PythonExecutor& operator=(const PythonExecutor&) = delete;
-  ~PythonExecutor() = default;
-  // Threads are detached and never stopped: the worker ends with exit()/_exit().
+  ~PythonExecutor();
+  // Waits for the queued jobs and lets the threads end. The worker itself never gets here (it
+  // ends with exit()/_exit(), maybe with a callback hung); tests do.
 
   template <typename T>
   kj::Promise<T> run(kj::Function<T()> job);
@@ -37,11 +38,13 @@ private:
 
   mutable std::mutex mutex;
   std::condition_variable wake;
+  std::condition_variable ended;
   std::deque<kj::Function<void()>> queue;
   size_t maxThreads;
   size_t threads = 0;
   size_t idle = 0;
   size_t pending = 0;
+  bool stopping = false;
 };
 
 template <typename T>
