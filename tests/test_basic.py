@@ -175,6 +175,15 @@ class BasicTest(NbdkitTestCase):
         self.assertEqual(report["argv"], [""])
         self.assertEqual(report["export"], "")
 
+    def test_every_other_key_reaches_the_script(self):
+        # Only script= (and pyworker's worker=) are the plugin's: a script written for nbdkit
+        # python may take any other key, including names a supervisor might like to use.
+        keys = [["timeout", "5"], ["memory", "1G"], ["max-restarts", "3"],
+                ["restart-window", "10"], ["verbose", "1"], ["file", "x.img"], ["debug", "on"]]
+        server = self.start(self.script("test-config.py"), *["%s=%s" % tuple(kv) for kv in keys])
+        report = json.loads(server.connect().pread(4096, 0).rstrip(b"\0"))
+        self.assertEqual(report["config"], keys)
+
     def test_export_name(self):
         server = self.start(self.script("test-config.py"))
         h = server.connect(export="caf\u00e9/\u4e2d")
