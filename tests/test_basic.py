@@ -91,6 +91,34 @@ class BasicTest(NbdkitTestCase):
         self.assertTrue(h.can_zero())
         self.assertFalse(h.is_read_only())
 
+    def test_64MiB_requests(self):
+        # 64 MiB is the largest request nbdkit passes to a plugin.
+        server = self.start(self.example("ramdisk.py"), "size=129M")
+        h = server.connect()
+        data = fast_pattern(64 * MiB, 7)
+        h.pwrite(data, MiB + 3)
+        back = h.pread(64 * MiB, MiB + 3)
+        self.assertTrue(back == data, "64 MiB read back differs")
+        self.assertEqual(h.pread(16, MiB - 13), bytes(16))
+        self.assertEqual(h.pread(16, 65 * MiB + 3), bytes(16))
+
+    def test_huge_zero_trim_and_large_pwrite(self):
+        # zero/trim may cover nearly 4 GiB in one request; the data is never shipped.
+        server = self.start(self.script("test-huge.py"))
+        h = server.connect()
+        nbd = harness.nbd
+        self.assertEqual(h.get_size(), 8 << 30)
+        big = 0xFFFFF000  # 4 GiB - 4 KiB
+        h.zero(big, 4096)
+        h.zero(big, 4 << 30, nbd.CMD_FLAG_FAST_ZERO)
+        h.trim(big, 8192)
+        buf = bytes((i * 31) % 256 for i in range(256)) * (32 * MiB // 256)
+        h.pwrite(buf, 5 << 30)
+        log = json.loads(h.pread(4096, 0).rstrip(b"\0"))
+        self.assertEqual(log, [["zero", big, 4096, 1], ["zero", big, 4 << 30, 1 | 8],
+                               ["trim", big, 8192, 0], ["pwrite", 32 * MiB, 5 << 30, True]])
+        self.assertEqual(h.pread(8, (6 << 30) - 4), bytes([255] * 4 + [0] * 4))
+
     def test_out_of_range_rejected(self):
         server = self.start(self.example("ramdisk.py"), "size=1M")
         h = server.connect()

@@ -162,6 +162,81 @@ class ExamplesTest(NbdkitTestCase):
             self.assertIn("file parameter is required", r.stderr, plugin)
 
 
+class LifecycleTest(NbdkitTestCase):
+    """The same callbacks, in the same order, under both plugins."""
+
+    def run_lifecycle(self, plugin, args=()):
+        log = os.path.join(self.tmp, "lifecycle-%s.log" % plugin)
+        server = self.start(self.script("test-lifecycle.py"), "log=" + log, "extra=1",
+                            plugin=plugin, args=args)
+        h = server.connect(export="first")
+        h.pwrite(b"l" * 512, 0)
+        self.assertEqual(h.pread(512, 0), b"l" * 512)
+        h.pread(512, 512)
+        self.close_handles()
+        # close runs when the connection ends, before nbdkit quits
+        harness.wait_until(lambda: "close" in open(log).read(), 10)
+        h = server.connect(export="second")
+        self.close_handles()
+        harness.wait_until(lambda: open(log).read().count("close") == 2, 10)
+        self.assertEqual(server.stop(), 0, server.stderr())
+        with open(log) as f:
+            return f.read().splitlines()
+
+    def test_callback_sequence(self):
+        out = {plugin: self.run_lifecycle(plugin) for plugin in BOTH}
+        self.assertEqual(out[PYWORKER], out[PYTHON])
+        seq = out[PYWORKER]
+        self.assertEqual(seq[:4], ["config log", "config extra", "config_complete",
+                                   "get_ready"])
+        self.assertIn("open False first", seq)
+        self.assertIn("close 3", seq)
+        self.assertIn("open False second", seq)
+        self.assertIn("close 0", seq)
+        self.assertEqual(seq[-1], "cleanup")
+
+    def test_callback_sequence_readonly(self):
+        out = {}
+        # -r: open(readonly=True), and writes never reach the script
+        for plugin in BOTH:
+            log = os.path.join(self.tmp, "ro-%s.log" % plugin)
+            server = self.start(self.script("test-lifecycle.py"), "log=" + log,
+                                plugin=plugin, args=["-r"])
+            h = server.connect()
+            h.pread(512, 0)
+            self.close_handles()
+            harness.wait_until(lambda: "close" in open(log).read(), 10)
+            server.stop()
+            with open(log) as f:
+                out[plugin] = f.read().splitlines()
+        self.assertEqual(out[PYWORKER], out[PYTHON])
+        self.assertIn("preconnect True", out[PYWORKER])
+        self.assertIn("open True ", out[PYWORKER])
+
+
+class QuirksTest(NbdkitTestCase):
+
+    def test_quirky_answers_same_under_both(self):
+        out = {}
+        for plugin in BOTH:
+            server = self.start(self.script("test-quirks.py"), plugin=plugin)
+            results = []
+            for args in (["--json", "nbd+unix:///plain?socket=" + server.sock],
+                         ["--json", "nbd+unix:///caf%C3%A9?socket=" + server.sock],
+                         ["--list", "--json", "nbd+unix:///?socket=" + server.sock],
+                         ["--map", "nbd+unix:///plain?socket=" + server.sock]):
+                r = self.run_cmd(["nbdinfo"] + args)
+                results.append((r.returncode, r.stdout.replace(server.sock, "SOCK")))
+            out[plugin] = results
+        self.assertEqual(out[PYWORKER], out[PYTHON])
+        info = json.loads(out[PYWORKER][0][1])["exports"][0]
+        self.assertTrue(info["is_read_only"])       # can_write returned 1, not True
+        self.assertFalse(info["can_flush"])          # "yes" is not True
+        self.assertEqual(info["export-size"], 3 * MiB + 512)
+        cafe = json.loads(out[PYWORKER][1][1])["exports"][0]
+        self.assertEqual(cafe["description"], "exportaci\u00f3n caf\u00e9 \u2713")
+
+
 class FullScriptTest(NbdkitTestCase):
     """test-full.py defines nearly every callback: compare what nbdinfo reports."""
 
