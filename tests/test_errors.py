@@ -119,6 +119,19 @@ class StartupErrorTest(NbdkitTestCase):
         self.assertIn("ValueError: size 13 is unlucky", err)
         self.assertIn("config_complete", err)
 
+    def test_thread_model_junk_is_a_clear_error(self):
+        # nbdkit python ignores this silently (DESIGN.md section 3); pyworker says what is wrong.
+        if harness.REFERENCE:
+            self.skipTest("nbdkit's python plugin accepts any thread_model answer")
+        text = ("API_VERSION = 2\n"
+                "def thread_model(): return 17\n"
+                "def open(readonly): return 1\n"
+                "def get_size(h): return 512\n"
+                "def pread(h, buf, offset, flags): pass\n")
+        err = self.run_failing(self.script("tm.py", text=text))
+        self.assertIn("thread_model", err)
+        self.assertIn("17", err)
+
     def test_good_config_still_works(self):
         server = self.start(self.script("test-config-raises.py"), "size=2k")
         self.assertEqual(server.connect().get_size(), 2048)
