@@ -359,6 +359,26 @@ class ExitWithParentTest(NbdkitTestCase):
         self.assertEqual(self.wait_workers_gone(), [], "worker outlived nbdkit")
 
 
+class LeakCheckSelfTest(NbdkitTestCase):
+    """The worker-leak check in teardown must be able to see a leak: a process that looks
+    like this test's worker (argv[0] and token) is found, and another test's is not."""
+
+    def test_leak_check_sees_a_worker(self):
+        # bash's exec -a gives the fake the worker's name as argv[0]
+        fake = subprocess.Popen("exec -a %s /usr/bin/python3 -c 'import time; time.sleep(30)' "
+                                "-- ramdisk-%s.py" % (harness.WORKER_NAME, self.token),
+                                shell=True, executable="/bin/bash")
+        try:
+            self.assertEqual(wait_until(lambda: harness.worker_pids(self.token), 5),
+                             [fake.pid])
+            self.assertEqual(harness.worker_pids("t000000000000"), [])
+            self.assertEqual(self.wait_workers_gone(timeout=0.2), [fake.pid])
+        finally:
+            fake.kill()
+            fake.wait()
+        self.assertEqual(self.wait_workers_gone(), [])
+
+
 class DumpPluginTest(NbdkitTestCase):
 
     def test_dump_plugin(self):
