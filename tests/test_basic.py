@@ -216,6 +216,22 @@ class BasicTest(NbdkitTestCase):
         report = json.loads(server.connect().pread(4096, 0).rstrip(b"\0"))
         self.assertEqual(report["config"], keys)
 
+    def test_under_filters(self):
+        # The plugin below nbdkit filters: cow makes a read-only script writable, blocksize
+        # splits and aligns requests before they reach the script.
+        server = self.start(self.script("test-config.py"), args=["--filter=cow"])
+        h = server.connect()
+        self.assertFalse(h.is_read_only())
+        report = h.pread(4096, 0)
+        h.pwrite(b"cow!" * 8, 100)
+        self.assertEqual(h.pread(4096, 0), report[:100] + b"cow!" * 8 + report[132:])
+        split = self.start(self.example("ramdisk.py"), "size=4M", "maxdata=64k",
+                           "minblock=4k", args=["--filter=blocksize"])
+        h = split.connect()
+        data = pattern(MiB + 1000, 12)
+        h.pwrite(data, 4097)
+        self.assertEqual(h.pread(MiB + 1000, 4097), data)
+
     def test_export_name(self):
         server = self.start(self.script("test-config.py"))
         h = server.connect(export="caf\u00e9/\u4e2d")

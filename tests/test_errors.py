@@ -64,6 +64,19 @@ class CallbackErrorTest(NbdkitTestCase):
         self.h.zero(4096, 16384)
         self.assertEqual(self.h.pread(4096, 16384), bytes(4096))
 
+    def test_get_size_error(self):
+        text = ("API_VERSION = 2\n"
+                "def open(readonly): return 1\n"
+                "def get_size(h): raise ArithmeticError('size unknowable 7f3e')\n"
+                "def pread(h, buf, offset, flags): pass\n")
+        path = self.script("gs.py", text=text)
+        server = self.start(path)
+        with self.assertRaises(harness.nbd.Error):
+            server.connect()
+        harness.wait_until(lambda: "size unknowable 7f3e" in server.stderr(), 5)
+        self.assertIn("%s: get_size: error:" % path, server.stderr())
+        self.assertIn("ArithmeticError: size unknowable 7f3e", server.stderr())
+
     def test_open_error(self):
         path = self.script("test-open-raises.py")
         server = self.start(path)

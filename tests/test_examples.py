@@ -193,7 +193,7 @@ class LifecycleTest(NbdkitTestCase):
         self.assertIn("close 3", seq)
         self.assertIn("open False second", seq)
         self.assertIn("close 0", seq)
-        self.assertEqual(seq[-1], "cleanup")
+        self.assertEqual(seq[-2:], ["cleanup", "atexit"])
 
     def test_callback_sequence_readonly(self):
         out = {}
@@ -235,6 +235,28 @@ class QuirksTest(NbdkitTestCase):
         self.assertEqual(info["export-size"], 3 * MiB + 512)
         cafe = json.loads(out[PYWORKER][1][1])["exports"][0]
         self.assertEqual(cafe["description"], "exportaci\u00f3n caf\u00e9 \u2713")
+
+
+class BadReturnsTest(NbdkitTestCase):
+
+    def test_bad_returns_same_under_both(self):
+        out = {}
+        for plugin in BOTH:
+            server = self.start(self.script("test-bad-returns.py"), plugin=plugin)
+            h = server.connect()
+            r = []
+            for kind in range(8):
+                attempt(r, h.pread, 16, kind * 4096)
+            for export in ("float", "str", "negative", "raises"):
+                try:
+                    r.append(("ok", server.connect(export=export).get_size()))
+                except harness.nbd.Error:
+                    r.append(("error", "connect"))
+            out[plugin] = r
+        self.assertEqual(out[PYWORKER], out[PYTHON])
+        self.assertEqual(out[PYWORKER][:3], [("ok", b"b" * 16), ("ok", b"a" * 16),
+                                             ("ok", b"m" * 16)])
+        self.assertEqual(out[PYWORKER][3][0], "error")
 
 
 class FullScriptTest(NbdkitTestCase):

@@ -1,7 +1,10 @@
 # Appends the name of every process-wide and per-connection callback nbdkit makes to the file
 # given by log= (config keys included), so that the sequence can be compared between nbdkit's
-# python plugin and pyworker. A 1 MiB RAM disk.
+# python plugin and pyworker. A 1 MiB RAM disk. It imports threading, as many scripts do, and
+# registers an atexit handler: both run when the interpreter is finalized at unload.
+import atexit
 import builtins
+import threading
 
 import nbdkit
 
@@ -21,6 +24,7 @@ def config(key, value):
     global logfile
     if key == "log":
         logfile = value
+        atexit.register(record, "atexit")
     record("config", key)
 
 
