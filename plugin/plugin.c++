@@ -193,7 +193,11 @@ int pyworkerAfterFork() {
 
 void pyworkerCleanup() {
   guarded("cleanup", 0, [&] {
-    link().run([](rpc::Worker::Client& worker) {
+    // A worker that died (or was killed to let nbdkit exit) has nothing left to clean up;
+    // starting a new one just to run cleanup() would be worse than not running it.
+    auto instance = state().supervisor().healthyInstance();
+    if (!instance) return 0;
+    instance->link().run([](rpc::Worker::Client& worker) {
       return worker.cleanupRequest().send().ignoreResult();
     });
     return 0;

@@ -80,6 +80,8 @@ void ServingLink::run(Call call) {
     connection = lock->connection;
     timer = lock->timer;
   }
+  callsInFlight_++;
+  KJ_DEFER(callsInFlight_--);
   if (!timeout_) {
     executor->executeSync([&]() { return call(connection->worker()); });
     return;

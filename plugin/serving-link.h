@@ -30,6 +30,7 @@ public:
   rpc::Host::Client host() override;
 
   bool isBroken() const { return broken_.load(); }
+  bool isBusy() const { return callsInFlight_.load() > 0; }
   // The worker died or the connection failed: every later call fails; start a new worker.
 
 private:
@@ -48,6 +49,7 @@ private:
   WorkerProcess& process_;
   std::optional<std::chrono::milliseconds> timeout_;
   std::atomic<bool> broken_ = false;
+  std::atomic<int> callsInFlight_ = 0;
   kj::MutexGuarded<LoopState> state_;
   std::thread thread_;
 };

@@ -15,6 +15,9 @@ namespace pyworker {
 
 namespace {
 
+constexpr auto SHUTDOWN_GRACE = std::chrono::seconds(2);
+// How long nbdkit's shutdown may wait for callbacks in flight before their workers are killed.
+
 std::string baseName(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -65,6 +68,7 @@ WorkerInstance::~WorkerInstance() noexcept {
 Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) { current = this; }
 
 Supervisor::~Supervisor() noexcept {
+  shutdownWatch_.reset();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     current_.reset();
@@ -135,13 +139,48 @@ void Supervisor::startServing() {
     return request;
   });
   std::lock_guard<std::mutex> lock(mutex_);
+  instances_.push_back(instance);
   current_ = kj::mv(instance);
+  shutdownWatch_ = std::make_unique<ShutdownWatch>(
+      SHUTDOWN_GRACE, [this] { return anyWorkerBusy(); }, [this] { killAllWorkers(); });
+}
+
+bool Supervisor::anyWorkerBusy() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& weak : instances_) {
+    if (auto instance = weak.lock(); instance && instance->isBusy()) return true;
+  }
+  return false;
+}
+
+void Supervisor::killAllWorkers() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& weak : instances_) {
+    if (auto instance = weak.lock()) {
+      if (!instance->process().hasExited()) {
+        nbdkit_error("pyworker: nbdkit is shutting down but worker process %d has not "
+                     "finished its requests: killing it",
+                     static_cast<int>(instance->process().pid()));
+        instance->process().kill();
+      }
+    }
+  }
+}
+
+std::shared_ptr<WorkerInstance> Supervisor::healthyInstance() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (current_ && !current_->isBroken()) return current_;
+  return nullptr;
 }
 
 std::shared_ptr<WorkerInstance> Supervisor::instance() {
   std::lock_guard<std::mutex> lock(mutex_);
   KJ_REQUIRE(current_ != nullptr || !recentDeaths_.empty(), "no worker is running");
   if (current_ && !current_->isBroken()) return current_;
+  if (shutdownWatch_ && shutdownWatch_->shuttingDown()) {
+    nbdkit_error("pyworker: nbdkit is shutting down: not starting another worker");
+    throw ScriptFailed();
+  }
   return replaceWorker();
 }
 
@@ -203,6 +242,8 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
     recentDeaths_.push_back(std::chrono::steady_clock::now());
     throw;
   }
+  std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
+  instances_.push_back(instance);
   current_ = instance;
   return instance;
 }

@@ -17,6 +17,7 @@
 
 #include "config-phase-link.h"
 #include "serving-link.h"
+#include "shutdown-watch.h"
 #include "worker-process.h"
 
 namespace pyworker {
@@ -49,6 +50,7 @@ public:
 
   WorkerLink& link() { return link_; }
   bool isBroken() const { return link_.isBroken(); }
+  bool isBusy() const { return link_.isBusy(); }
   WorkerProcess& process() { return *process_; }
 
 private:
@@ -85,8 +87,15 @@ public:
 
   pid_t workerPid();
 
+  std::shared_ptr<WorkerInstance> healthyInstance();
+  // The current worker if it is alive, without replacing it (for cleanup at shutdown).
+
 private:
   std::shared_ptr<WorkerInstance> replaceWorker();
+  bool anyWorkerBusy();
+  void killAllWorkers();
+  // Shutdown took longer than the grace period: callbacks that never return keep nbdkit from
+  // exiting, and only killing their workers fails them.
   void configure(WorkerLink& link);
   // load + config keys, in order.
 
@@ -102,6 +111,9 @@ private:
   // After the fork.
   std::mutex mutex_;
   std::shared_ptr<WorkerInstance> current_;
+  std::vector<std::weak_ptr<WorkerInstance>> instances_;
+  // Every worker still serving a connection, replaced ones included.
+  std::unique_ptr<ShutdownWatch> shutdownWatch_;
   std::deque<std::chrono::steady_clock::time_point> recentDeaths_;
 };
 

@@ -160,6 +160,43 @@ class WorkerDeathTest(NbdkitTestCase):
         self.assertTrue(keys.startswith("fault=segv"))
 
 
+class ShutdownTest(NbdkitTestCase):
+
+    def test_sigterm_with_a_hung_callback_still_exits(self):
+        # No timeout=: nothing is killed while nbdkit serves, but a shutdown must not wait
+        # forever for a callback that never returns.
+        script = self.script("supervision-faults.py")
+        server = self.start(script, "fault=hang")
+        h = server.connect()
+        h.aio_pread(harness.nbd.Buffer(512), FAULT_OFFSET)
+        time.sleep(1)
+        self.assertIsNone(server.proc.poll())
+        server.proc.send_signal(signal.SIGTERM)
+        # nbdkit waits for its clients to go; this one hangs up with its read still in flight
+        # (h.shutdown() would wait for the reply).
+        self.handles.remove(h)
+        del h
+        status = server.wait(DEADLINE)
+        self.assertEqual(status, 0, "nbdkit did not exit by itself after SIGTERM:\n"
+                         + server.stderr())
+        self.assertIn("has not finished its requests: killing it", server.stderr())
+        self.assertEqual(self.wait_workers_gone(), [])
+
+    def test_idle_sigterm_kills_nothing_and_runs_cleanup(self):
+        with open(os.path.join(harness.SCRIPTS, "supervision-faults.py")) as f:
+            text = f.read()
+        script = self.script("supervision-faults.py", text=text + """
+def cleanup():
+    print("cleanup ran", flush=True)
+""")
+        server = self.start(script)
+        served_by(server.connect())
+        self.close_handles()
+        self.assertEqual(server.stop(signal.SIGTERM, timeout=DEADLINE), 0)
+        self.assertIn("cleanup ran", server.stderr())
+        self.assertNotIn("killing it", server.stderr())
+
+
 class AcknowledgedWritesTest(NbdkitTestCase):
 
     def test_flushed_writes_survive_a_crash(self):
