@@ -365,6 +365,39 @@ class ExitWithParentTest(NbdkitTestCase):
         self.assertEqual(self.wait_workers_gone(), [], "worker outlived nbdkit")
 
 
+class PrivilegeTest(NbdkitTestCase):
+    """-u/-g: nbdkit drops privileges after binding its socket; in-process, the script's
+    callbacks then run as that user. The worker must not keep running them as root."""
+
+    SCRIPT = ("import os\nAPI_VERSION = 2\n"
+              "def open(readonly): return 1\n"
+              "def get_size(h): return 64\n"
+              "def pread(h, buf, offset, flags):\n"
+              "    ids = 'uid=%d gid=%d euid=%d egid=%d' % (os.getuid(), os.getgid(),\n"
+              "                                            os.geteuid(), os.getegid())\n"
+              "    buf[:] = ids.encode().ljust(64)[offset:offset + len(buf)]\n")
+
+    def test_callbacks_run_as_the_dropped_user(self):
+        import grp
+        import pwd
+        if os.geteuid() != 0:
+            self.skipTest("needs root to drop privileges (CI runs as root)")
+        uid = pwd.getpwnam("nobody").pw_uid
+        gid = grp.getgrnam("nogroup").gr_gid
+        os.chmod(self.tmp, 0o755)  # nobody must reach the script (and its directory)
+        out = {}
+        for plugin in (harness.PYTHON, PYWORKER):
+            script = self.script("uid.py", text=self.SCRIPT)
+            os.chmod(script, 0o644)
+            server = self.start(script, plugin=plugin, args=["-u", "nobody", "-g", "nogroup"])
+            out[plugin] = server.connect().pread(64, 0).rstrip()
+        expected = ("uid=%d gid=%d euid=%d egid=%d" % (uid, gid, uid, gid)).encode()
+        self.assertEqual(out[harness.PYTHON], expected)
+        self.assertEqual(out[PYWORKER], expected, "the script ran with other privileges")
+        for pid in self.assertWorkerRunning():
+            self.assertEqual(os.stat("/proc/%d" % pid).st_uid, uid, "worker not running as nobody")
+
+
 class LeakCheckSelfTest(NbdkitTestCase):
     """The worker-leak check in teardown must be able to see a leak: a process that looks
     like this test's worker (argv[0] and token) is found, and another test's is not."""
