@@ -132,10 +132,14 @@ void Supervisor::startServing() {
       std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_),
                                        setup_.timeout);
   auto directory = currentDirectory();
+  auto& process = instance->process();
   runStatusCall(instance->link(), [&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
     request.setHost(instance->link().host());
+    // nbdkit -u/-g switched user between this worker's start and now.
+    if (geteuid() != process.uid()) request.setUid(geteuid());
+    if (getegid() != process.gid()) request.setGid(getegid());
     return request;
   });
   std::lock_guard<std::mutex> lock(mutex_);

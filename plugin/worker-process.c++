@@ -132,6 +132,8 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   if (error != 0) KJ_FAIL_SYSCALL("posix_spawn", error, workerPath);
   pid_ = pid;
   spawner_ = getpid();
+  uid_ = geteuid();
+  gid_ = getegid();
 
   int pidfd = pidfdOpen(pid);
   if (pidfd < 0) {

@@ -41,6 +41,9 @@ public:
   // Once: the plugin's ends of the socketpairs.
 
   pid_t pid() const { return pid_; }
+  uid_t uid() const { return uid_; }
+  gid_t gid() const { return gid_; }
+  // The credentials it was started with (nbdkit's before any -u/-g switch).
 
   void stop(kj::Duration grace);
   // The worker exits by itself when its serving socket closes; wait up to `grace` for that,
@@ -63,6 +66,8 @@ public:
 private:
   pid_t pid_ = -1;
   pid_t spawner_ = -1;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
   // getpid() at spawn: only the spawner may waitpid().
   kj::AutoCloseFd pidfd_;
   // Survives nbdkit's fork, so the daemon can still watch and kill a worker it did not spawn

@@ -80,7 +80,10 @@ class WorkerDeathTest(NbdkitTestCase):
         return server
 
     def test_segfault_in_c_extension(self):
-        self.check_fault("segv", "killed by SIGSEGV")
+        server = self.check_fault("segv", "killed by SIGSEGV")
+        # faulthandler in the worker: the log shows where the script was.
+        self.assertIn("Fatal Python error: Segmentation fault", server.stderr())
+        self.assertRegex(server.stderr(), r'File ".*supervision-faults-t\w+\.py", line \d+ in fail_now')
 
     def test_abort(self):
         self.check_fault("abort", "killed by SIGABRT")
@@ -219,6 +222,24 @@ class AcknowledgedWritesTest(NbdkitTestCase):
         with open(disk, "rb") as f:
             f.seek(4096)
             self.assertEqual(f.read(len(data)), data)
+
+
+class UserSwitchTest(NbdkitTestCase):
+
+    def test_worker_follows_nbdkit_user_switch(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to switch user")
+        script = self.script("supervision-faults.py")
+        os.chmod(self.tmp, 0o755)
+        os.chmod(script, 0o644)
+        server = self.start(script, args=["-u", "nobody", "-g", "nogroup"])
+        _, pid = served_by(server.connect())
+        with open("/proc/%d/status" % pid) as f:
+            status = f.read()
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        self.assertRegex(status, r"\nUid:\t%d\t%d\t%d\t%d\n" % ((nobody.pw_uid,) * 4))
+        self.assertRegex(status, r"\nGroups:\t%d \n" % nobody.pw_gid)
 
 
 class ParameterTest(NbdkitTestCase):

@@ -143,6 +143,15 @@ int run(const Arguments& arguments) {
     PyRef argv(Py_BuildValue("[s]", ""));
     PySys_SetObject("argv", argv.get());  // as nbdkit's python plugin: sys.argv == ['']
   }
+  // stdout is a pipe to the plugin: line-buffer it so a script's print() shows when it
+  // happens, as on nbdkit's terminal. faulthandler prints the Python stack of every thread
+  // when the worker dies of SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGILL: the plugin's log then says
+  // where the script was.
+  if (PyRun_SimpleString("import sys, faulthandler\n"
+                         "sys.stdout.reconfigure(line_buffering=True)\n"
+                         "faulthandler.enable()\n") != 0) {
+    fputs("nbdkit-pyworker-worker: could not set up stdout and faulthandler\n", stderr);
+  }
   PyThreadState* mainThread = PyEval_SaveThread();  // Python runs on pool threads only
 
   auto io = kj::setupAsyncIo();

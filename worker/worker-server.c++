@@ -1,5 +1,8 @@
 #include "worker-server.h"
 
+#include <grp.h>
+#include <optional>
+
 #include "call-context.h"
 #include "handle-server.h"
 #include "host-link.h"
@@ -102,6 +105,23 @@ kj::Promise<void> WorkerServer::getReady(GetReadyContext context) {
   });
 }
 
+namespace {
+
+std::optional<std::string> becomeUser(int64_t uid, int64_t gid) {
+  // Mirrors nbdkit's change_user(): the daemon dropped privileges after this worker started.
+  if (gid >= 0) {
+    gid_t g = static_cast<gid_t>(gid);
+    if (setgroups(1, &g) == -1) return std::string("setgroups: ") + strerror(errno);
+    if (setgid(g) == -1) return std::string("setgid: ") + strerror(errno);
+  }
+  if (uid >= 0 && setuid(static_cast<uid_t>(uid)) == -1) {
+    return std::string("setuid: ") + strerror(errno);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
   auto params = context.getParams();
   std::string directory = params.getDirectory();
@@ -110,6 +130,10 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
     Outcome outcome = services.script.failure(
         "after_fork", "chdir: " + directory + ": " + strerror(error), error);
     outcome.fill(context.getResults().initStatus());
+    return kj::READY_NOW;
+  }
+  if (auto failure = becomeUser(params.getUid(), params.getGid())) {
+    services.script.failure("after_fork", *failure, EPERM).fill(context.getResults().initStatus());
     return kj::READY_NOW;
   }
   services.host.setHost(params.getHost());
