@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <memory>
 #include <optional>
@@ -41,8 +42,10 @@ struct ConnectionInfo {
   bool hasExportName = false;
   std::string exportName;
   bool isTls = false;
+  std::string peerAddress;
+  int64_t peerPid = -1, peerUid = -1, peerGid = -1;
 
-  static ConnectionInfo capture(bool withExportName) {
+  static ConnectionInfo capture(bool withExportName, bool withTls) {
     ConnectionInfo info;
     if (withExportName) {
       if (const char* name = nbdkit_export_name()) {
@@ -50,15 +53,35 @@ struct ConnectionInfo {
         info.exportName = name;
       }
     }
-    info.isTls = nbdkit_is_tls() == 1;
+    if (withTls) info.isTls = nbdkit_is_tls() == 1;
+    sockaddr_storage address;
+    socklen_t length = sizeof(address);
+    if (nbdkit_peer_name(reinterpret_cast<sockaddr*>(&address), &length) == 0 &&
+        length <= sizeof(address)) {
+      info.peerAddress.assign(reinterpret_cast<const char*>(&address), length);
+      if (address.ss_family == AF_UNIX) {
+        // Credentials exist only for Unix-domain peers; elsewhere nbdkit would log an error.
+        info.peerPid = nbdkit_peer_pid();
+        info.peerUid = nbdkit_peer_uid();
+        info.peerGid = nbdkit_peer_gid();
+      }
+    }
     return info;
   }
 
   void fill(rpc::ConnectionContext::Builder context) const {
     context.setHasExportName(hasExportName);
-    context.setExportName(kj::arrayPtr(reinterpret_cast<const kj::byte*>(exportName.data()),
-                                       exportName.size()));
+    context.setExportName(bytes(exportName));
     context.setIsTls(isTls);
+    context.setPeerAddress(bytes(peerAddress));
+    context.setPeerPid(peerPid);
+    context.setPeerUid(peerUid);
+    context.setPeerGid(peerGid);
+  }
+
+private:
+  static kj::ArrayPtr<const kj::byte> bytes(const std::string& s) {
+    return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
   }
 };
 
@@ -236,8 +259,8 @@ void pyworkerDumpPlugin() {
 
 int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
-    // nbdkit has not attached the connection to this thread yet: nothing to capture.
-    ConnectionInfo info;
+    // No export name yet, and nbdkit_is_tls() is not available this early.
+    auto info = ConnectionInfo::capture(false, false);
     return simpleWorkerCall([&](rpc::Worker::Client& w) {
       auto request = w.preconnectRequest();
       request.setReadonly(readonly);
@@ -249,7 +272,7 @@ int pyworkerPreconnect(int readonly) {
 
 int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports) {
   return guarded("list_exports", -1, [&] {
-    auto info = ConnectionInfo::capture(false);
+    auto info = ConnectionInfo::capture(false, false);
     info.isTls = isTls;
     ScriptOutcome outcome;
     bool useDefault = false;
@@ -284,7 +307,7 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
 
 const char* pyworkerDefaultExport(int readonly, int isTls) {
   return guarded("default_export", static_cast<const char*>(nullptr), [&]() -> const char* {
-    auto info = ConnectionInfo::capture(false);
+    auto info = ConnectionInfo::capture(false, false);
     info.isTls = isTls;
     ScriptOutcome outcome;
     std::string name;
@@ -304,7 +327,7 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
 
 void* pyworkerOpen(int readonly) {
   return guarded("open", static_cast<void*>(nullptr), [&]() -> void* {
-    auto info = ConnectionInfo::capture(true);
+    auto info = ConnectionInfo::capture(true, true);
     ScriptOutcome outcome;
     auto connection = std::make_unique<Connection>();
     connection->instance = state().supervisor().instance();
