@@ -208,11 +208,14 @@ class BasicTest(NbdkitTestCase):
         self.assertEqual(report["export"], "")
 
     def test_every_other_key_reaches_the_script(self):
-        # Only script= (and pyworker's worker=) are the plugin's: a script written for nbdkit
-        # python may take any other key, including names a supervisor might like to use.
-        keys = [["timeout", "5"], ["memory", "1G"], ["max-restarts", "3"],
-                ["restart-window", "10"], ["verbose", "1"], ["file", "x.img"], ["debug", "on"]]
-        server = self.start(self.script("test-config.py"), *["%s=%s" % tuple(kv) for kv in keys])
+        # pyworker's own keys (script, worker, timeout, memory, max-restarts, restart-window)
+        # are consumed like an nbdkit filter's keys; every other key reaches the script's
+        # config() in command-line order, repeats and empty values included.
+        keys = [["verbose", "1"], ["file", "x.img"], ["debug", "on"], ["file", ""],
+                ["Timeout", "5"], ["memory-size", "1G"]]
+        own = ["timeout=5", "memory=1G", "max-restarts=3", "restart-window=10"]
+        params = ["%s=%s" % tuple(kv) for kv in keys]
+        server = self.start(self.script("test-config.py"), *(params[:2] + own + params[2:]))
         report = json.loads(server.connect().pread(4096, 0).rstrip(b"\0"))
         self.assertEqual(report["config"], keys)
 

@@ -147,7 +147,10 @@ int run(const Arguments& arguments) {
   // happens, as on nbdkit's terminal. faulthandler prints the Python stack of every thread
   // when the worker dies of SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGILL: the plugin's log then says
   // where the script was.
-  if (PyRun_SimpleString("import sys, faulthandler\n"
+  // threading is imported here, on the main thread: imported first by a pool thread, it
+  // would take that thread for the main one, and Py_FinalizeEx() would wait for it forever
+  // (no atexit handlers, a worker that outlives nbdkit by the finish() watchdog).
+  if (PyRun_SimpleString("import sys, faulthandler, threading\n"
                          "sys.stdout.reconfigure(line_buffering=True)\n"
                          "faulthandler.enable()\n") != 0) {
     fputs("nbdkit-pyworker-worker: could not set up stdout and faulthandler\n", stderr);

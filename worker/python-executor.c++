@@ -21,9 +21,10 @@ void PythonExecutor::submit(kj::Function<void()> job) {
   std::unique_lock lock(mutex);
   queue.push_back(kj::mv(job));
   ++pending;
-  if (idle == 0 && threads < maxThreads) {
-    // Every thread is inside a (maybe blocking) script callback: grow, so that a sleeping
-    // callback does not hold up the others. Past the limit, jobs wait their turn.
+  if (queue.size() > idle && threads < maxThreads) {
+    // More jobs waiting than threads waiting for jobs (an idle thread that was notified but
+    // has not woken yet still counts as idle, and its job is still queued): grow, so that a
+    // sleeping callback does not hold up the others. Past the limit, jobs wait their turn.
     ++threads;
     std::thread(&PythonExecutor::threadMain, this).detach();
   } else {
