@@ -163,6 +163,101 @@ class WorkerDeathTest(NbdkitTestCase):
         self.assertTrue(keys.startswith("fault=segv"))
 
 
+CLIENT = r"""
+import nbd, os, sys, time
+uri = sys.argv[1]
+h = nbd.NBD(); h.connect_uri(uri)
+first = bytes(h.pread(512, 0)).rstrip(b"\0").decode()
+try:
+    h.pread(512, %d)
+    print("fault read succeeded")
+    sys.exit(1)
+except nbd.Error as e:
+    print("fault read:", e.errnum == __import__("errno").EIO)
+time.sleep(0.5)
+h2 = nbd.NBD(); h2.connect_uri(uri)
+second = bytes(h2.pread(512, 0)).rstrip(b"\0").decode()
+print("same keys:", first.split(";")[0] == second.split(";")[0])
+print("new worker:", first.split(";")[1] != second.split(";")[1])
+""" % FAULT_OFFSET
+
+
+def zombie_children(parent):
+    """Children of `parent` that died but were never reaped."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+class CrashInEveryModeTest(NbdkitTestCase):
+    """A worker crash in each way nbdkit runs: the request fails, nbdkit serves on."""
+
+    def test_run_mode(self):
+        script = self.script("supervision-faults.py")
+        client = os.path.join(self.tmp, "client.py")
+        with open(client, "w") as f:
+            f.write(CLIENT)
+        r = self.run_nbdkit("-U", "-", script=script,
+                            params=["fault=segv", "--run",
+                                    "/usr/bin/python3 %s \"$uri\"" % client])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("fault read: True", r.stdout)
+        self.assertIn("same keys: True", r.stdout)
+        self.assertIn("new worker: True", r.stdout)
+        self.assertIn("lost the worker process", r.stderr)
+
+    def test_daemon_mode(self):
+        script = self.script("supervision-faults.py")
+        pidfile = os.path.join(self.tmp, "nbdkit.pid")
+        sock = os.path.join(self.tmp, "daemon.sock")
+        r = self.run_nbdkit("-P", pidfile, "-U", sock, script=script, params=["fault=segv"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10))
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.extra_pids.append(pid)
+        client = os.path.join(self.tmp, "client.py")
+        with open(client, "w") as f:
+            f.write(CLIENT)
+        out = self.run_cmd(["/usr/bin/python3", client, "nbd+unix:///?socket=" + sock],
+                           check=True).stdout
+        self.assertIn("fault read: True", out)
+        self.assertIn("same keys: True", out)
+        self.assertIn("new worker: True", out)
+        self.assertTrue(pid_alive(pid), "the daemon died with its worker")
+        # The replacement crashes too: it is the daemon's own child and must be reaped.
+        h = harness.nbd.NBD()
+        h.connect_unix(sock)
+        self.assertNbdError("EIO", h.pread, 512, FAULT_OFFSET)
+        h.shutdown()
+        time.sleep(0.5)
+        self.assertEqual(zombie_children(pid), [])
+        os.kill(pid, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: not pid_alive(pid), 15))
+        self.assertEqual(self.wait_workers_gone(), [])
+
+    def test_single_connection_mode(self):
+        # -s: one connection on stdin/stdout. Its worker dies: the request fails, the
+        # connection's later requests fail cleanly, and nbdkit exits when the client goes.
+        script = self.script("supervision-faults.py")
+        h = harness.nbd.NBD()
+        h.connect_command(["nbdkit", "-s", harness.PLUGIN, "script=" + script, "fault=segv"])
+        self.assertIn(b"fault=segv", bytes(h.pread(512, 0)))
+        self.assertNbdError("EIO", h.pread, 512, FAULT_OFFSET)
+        self.assertNbdError("EIO", h.pread, 512, 0)
+        h.shutdown()
+        del h
+        self.assertEqual(self.wait_workers_gone(), [])
+
+
 class ShutdownTest(NbdkitTestCase):
 
     def test_sigterm_with_a_hung_callback_still_exits(self):
