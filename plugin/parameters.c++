@@ -1,6 +1,7 @@
 #include "parameters.h"
 
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -10,8 +11,8 @@ namespace pyworker {
 
 namespace {
 
-constexpr std::array<std::string_view, 6> PYWORKER_KEYS = {
-    "script", "worker", "timeout", "memory", "max-restarts", "restart-window"};
+constexpr std::array<std::string_view, 7> PYWORKER_KEYS = {
+    "script", "worker", "timeout", "memory", "max-restarts", "restart-window", "debug-wait"};
 
 constexpr uint64_t MINIMUM_MEMORY = 64 * 1024 * 1024;
 // Below this an embedded Python with its thread stacks cannot even start.
@@ -51,9 +52,19 @@ std::chrono::milliseconds Parameters::parseSeconds(const std::string& key,
   return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
 }
 
+bool Parameters::parseBool(const std::string& key, const std::string& value) {
+  std::string lower;
+  for (char c : value) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "1" || lower == "true" || lower == "yes" || lower == "on") return true;
+  if (lower == "0" || lower == "false" || lower == "no" || lower == "off") return false;
+  throw ParameterError(key + "=" + value + ": expected a boolean (1/0, true/false, yes/no, on/off)");
+}
+
 void Parameters::accept(std::string_view keyView, std::string_view valueView) {
   std::string key(keyView), value(valueView);
-  if (key == "timeout") {
+  if (key == "debug-wait") {
+    debugWait_ = parseBool(key, value);
+  } else if (key == "timeout") {
     timeout_ = parseSeconds(key, value, 0.001);
   } else if (key == "memory") {
     auto bytes = parseSize_ ? parseSize_(value) : std::nullopt;

@@ -47,10 +47,16 @@ public:
   // timeout=SECONDS: longest a callback may run before its worker is killed. None: no limit.
   const std::optional<uint64_t>& memoryLimit() const { return memoryLimit_; }
   // memory=SIZE: the worker's address-space limit (RLIMIT_AS) in bytes.
+  bool debugWait() const { return debugWait_; }
+  // debug-wait=true: every new worker waits for a debugger to attach before it loads the
+  // script; nothing times out meanwhile.
   unsigned maxRestarts() const { return maxRestarts_; }
   std::chrono::seconds restartWindow() const { return restartWindow_; }
   // max-restarts=N within restart-window=SECONDS: past that, no new worker until the window
   // has room again.
+
+  static bool parseBool(const std::string& key, const std::string& value);
+  // nbdkit_parse_bool()'s words: 1/0, true/false, yes/no, on/off (any case). Throws.
 
   static std::chrono::milliseconds parseSeconds(const std::string& key, const std::string& value,
                                                 double minimum);
@@ -60,6 +66,7 @@ private:
   SizeParser parseSize_;
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<uint64_t> memoryLimit_;
+  bool debugWait_ = false;
   unsigned maxRestarts_ = 5;
   std::chrono::seconds restartWindow_{60};
   std::string script_;

@@ -30,7 +30,8 @@ Supervisor& PluginState::supervisor() {
         resolveWorkerPath(parameters_.workerPath(), pluginDirectory(), PYWORKER_INSTALLED_WORKER,
                           isExecutable),
         parameters_.script(), parameters_.scriptConfig(), parameters_.timeout(),
-        parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow()};
+        parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
+        parameters_.debugWait()};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

@@ -547,6 +547,12 @@ const char CONFIG_HELP[] =
     "script=<FILENAME>     (required) The Python script to run (or give it as the\n"
     "                                 first bare parameter).\n"
     "worker=<PATH>                    The worker executable to run the script in.\n"
+    "timeout=<SECONDS>                Kill a worker whose callback runs longer.\n"
+    "memory=<SIZE>                    Address-space limit of each worker.\n"
+    "max-restarts=<N>                 Worker deaths tolerated in restart-window\n"
+    "                                 (default 5).\n"
+    "restart-window=<SECONDS>         (default 60).\n"
+    "debug-wait=true                  Stop each new worker for a debugger.\n"
     "[other arguments are passed to the script's config() function]";
 
 }  // namespace

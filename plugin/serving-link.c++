@@ -11,10 +11,8 @@
 
 namespace pyworker {
 
-ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process,
-                         std::optional<std::chrono::milliseconds> timeout)
+ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process)
     : process_(process),
-      timeout_(timeout),
       thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
   auto lock = state_.lockExclusive();
   lock.wait([](const LoopState& s) { return s.executor != nullptr || s.finished; });
@@ -82,14 +80,15 @@ void ServingLink::run(Call call) {
   }
   callsInFlight_++;
   KJ_DEFER(callsInFlight_--);
-  if (!timeout_) {
+  int64_t timeout = timeoutMilliseconds_.load();
+  if (timeout == 0) {
     executor->executeSync([&]() { return call(connection->worker()); });
     return;
   }
   bool timedOut = false;
   try {
     executor->executeSync([&]() {
-      auto limit = timer->afterDelay(timeout_->count() * kj::MILLISECONDS).then([&]() {
+      auto limit = timer->afterDelay(timeout * kj::MILLISECONDS).then([&]() {
         // A hung script (or a worker stopped in a debugger) past timeout=: kill it, so that
         // every request waiting on it fails now and the next connection gets a new worker.
         timedOut = true;
@@ -100,9 +99,13 @@ void ServingLink::run(Call call) {
       return call(connection->worker()).exclusiveJoin(kj::mv(limit));
     });
   } catch (const kj::Exception&) {
-    if (timedOut) throw CallTimedOut{timeout_->count() / 1000.0, static_cast<int>(process_.pid())};
+    if (timedOut) throw CallTimedOut{timeout / 1000.0, static_cast<int>(process_.pid())};
     throw;
   }
+}
+
+void ServingLink::armTimeout(std::optional<std::chrono::milliseconds> timeout) {
+  timeoutMilliseconds_ = timeout ? std::max<int64_t>(timeout->count(), 1) : 0;
 }
 
 rpc::Host::Client ServingLink::host() {

@@ -18,11 +18,13 @@ namespace pyworker {
 
 class ServingLink final : public WorkerLink {
 public:
-  ServingLink(kj::AutoCloseFd socket, WorkerProcess& process,
-              std::optional<std::chrono::milliseconds> timeout);
+  ServingLink(kj::AutoCloseFd socket, WorkerProcess& process);
   // Starts the loop thread and returns once it is ready to take calls. The loop also watches
-  // `process` (which must outlive the link) and logs once, with how, when it dies. With a
-  // timeout, a call that takes longer kills the worker and throws CallTimedOut.
+  // `process` (which must outlive the link) and logs once, with how, when it dies.
+
+  void armTimeout(std::optional<std::chrono::milliseconds> timeout);
+  // From now on a call that takes longer kills the worker and throws CallTimedOut. Armed once
+  // the worker is configured: start-up may wait for a debugger (debug-wait=).
   ~ServingLink() noexcept override;
   // Stops the loop (dropping every capability, which closes the socket) and joins the thread.
 
@@ -47,7 +49,8 @@ private:
   kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
 
   WorkerProcess& process_;
-  std::optional<std::chrono::milliseconds> timeout_;
+  std::atomic<int64_t> timeoutMilliseconds_ = 0;
+  // 0: no timeout.
   std::atomic<bool> broken_ = false;
   std::atomic<int> callsInFlight_ = 0;
   kj::MutexGuarded<LoopState> state_;

@@ -1,6 +1,7 @@
 #include "supervisor.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <kj/debug.h>
@@ -56,9 +57,8 @@ void reportFault(const char* callback, const kj::Exception& e) {
 }
 
 WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
-                               kj::AutoCloseFd servingSocket,
-                               std::optional<std::chrono::milliseconds> timeout)
-    : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_, timeout) {}
+                               kj::AutoCloseFd servingSocket)
+    : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_) {}
 
 WorkerInstance::~WorkerInstance() noexcept {
   // link_ is destroyed after this body; stop the process only after the RPC thread is gone
@@ -79,11 +79,28 @@ Supervisor::~Supervisor() noexcept {
   if (current == this) current = nullptr;
 }
 
+std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const char* what) {
+  auto process = std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script),
+                                                 withConfigSocket, setup_.memoryLimit);
+  int pid = static_cast<int>(process->pid());
+  nbdkit_debug("pyworker: started %s process %d for %s", what, pid, setup_.script.c_str());
+  if (setup_.debugWait) {
+    // Said on stderr as well: without -v nbdkit_debug() is silent, and this is for a person.
+    fprintf(stderr,
+            "nbdkit: pyworker: debug-wait: %s process %d waits for a debugger before it loads "
+            "%s:\n  gdb -p %d   (set breakpoints, then 'continue')\n",
+            what, pid, setup_.script.c_str(), pid);
+    fflush(stderr);
+  }
+  return process;
+}
+
 void Supervisor::configure(WorkerLink& link) {
   ScriptOutcome outcome;
   link.run([&](rpc::Worker::Client& worker) {
     auto request = worker.loadRequest();
     request.setScript(setup_.script);
+    request.setDebugWait(setup_.debugWait);
     request.setHost(link.host());
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
@@ -106,11 +123,7 @@ void Supervisor::configure(WorkerLink& link) {
 }
 
 const ScriptInfo& Supervisor::start() {
-  firstProcess_ =
-      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), true,
-                                      setup_.memoryLimit);
-  nbdkit_debug("pyworker: started worker process %d for %s",
-               static_cast<int>(firstProcess_->pid()), setup_.script.c_str());
+  firstProcess_ = spawn(true, "worker");
   auto sockets = firstProcess_->takeSockets();
   firstServingSocket_ = kj::mv(sockets.serving);
   configLink_ = std::make_unique<ConfigPhaseLink>(kj::mv(sockets.config),
@@ -129,8 +142,7 @@ void Supervisor::endConfigPhase() { configLink_.reset(); }
 void Supervisor::startServing() {
   KJ_REQUIRE(firstServingSocket_ != nullptr, "after_fork without a worker");
   auto instance =
-      std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_),
-                                       setup_.timeout);
+      std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_));
   auto directory = currentDirectory();
   auto& process = instance->process();
   runStatusCall(instance->link(), [&](rpc::Worker::Client& worker) {
@@ -142,6 +154,7 @@ void Supervisor::startServing() {
     if (getegid() != process.gid()) request.setGid(getegid());
     return request;
   });
+  instance->link().armTimeout(setup_.timeout);
   std::lock_guard<std::mutex> lock(mutex_);
   instances_.push_back(instance);
   current_ = kj::mv(instance);
@@ -212,13 +225,9 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
     throw ScriptFailed();
   }
 
-  auto process =
-      std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script), false,
-                                      setup_.memoryLimit);
-  nbdkit_debug("pyworker: started replacement worker process %d for %s",
-               static_cast<int>(process->pid()), setup_.script.c_str());
+  auto process = spawn(false, "replacement worker");
   auto socket = process->takeSockets().serving;
-  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket), setup_.timeout);
+  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket));
   auto& link = instance->link();
   try {
     configure(link);
@@ -246,6 +255,7 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
     recentDeaths_.push_back(std::chrono::steady_clock::now());
     throw;
   }
+  link.armTimeout(setup_.timeout);
   std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
   instances_.push_back(instance);
   current_ = instance;

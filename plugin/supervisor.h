@@ -37,18 +37,18 @@ struct WorkerSetup {
   std::optional<uint64_t> memoryLimit;
   unsigned maxRestarts = 5;
   std::chrono::seconds restartWindow{60};
+  bool debugWait = false;
 };
 
 class WorkerInstance {
   // One serving worker: its process and the RPC thread that talks to it. Connections hold
   // it (shared) so that a replaced worker lives until its last connection closes.
 public:
-  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket,
-                 std::optional<std::chrono::milliseconds> timeout);
+  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket);
   ~WorkerInstance() noexcept;
   // Stops the RPC thread, then the process.
 
-  WorkerLink& link() { return link_; }
+  ServingLink& link() { return link_; }
   bool isBroken() const { return link_.isBroken(); }
   bool isBusy() const { return link_.isBusy(); }
   WorkerProcess& process() { return *process_; }
@@ -96,6 +96,8 @@ private:
   void killAllWorkers();
   // Shutdown took longer than the grace period: callbacks that never return keep nbdkit from
   // exiting, and only killing their workers fails them.
+  std::unique_ptr<WorkerProcess> spawn(bool withConfigSocket, const char* what);
+  // A new worker process, stopped for a debugger if debug-wait= says so.
   void configure(WorkerLink& link);
   // load + config keys, in order.
 

@@ -13,6 +13,9 @@
 
 #include <kj/debug.h>
 
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
 #include <vector>
 
 extern char** environ;
@@ -225,6 +228,7 @@ void WorkerProcess::stop(kj::Duration grace) {
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
   }
+  nbdkit_debug("pyworker: worker process %d exited", static_cast<int>(pid_));
 }
 
 }  // namespace pyworker

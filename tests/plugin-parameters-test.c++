@@ -131,3 +131,31 @@ TEST(PluginParameters, BadSupervisionValuesNameTheProblem) {
 
 }  // namespace
 }  // namespace pyworker
+
+namespace pyworker {
+namespace {
+
+TEST(PluginParameters, DebugWaitTakesNbdkitBooleans) {
+  for (auto yes : {"1", "true", "YES", "on"}) {
+    Parameters p;
+    p.accept("debug-wait", yes);
+    EXPECT_TRUE(p.debugWait()) << yes;
+  }
+  for (auto no : {"0", "false", "no", "Off"}) {
+    Parameters p;
+    p.accept("debug-wait", "1");
+    p.accept("debug-wait", no);
+    EXPECT_FALSE(p.debugWait()) << no;
+  }
+  Parameters p;
+  try {
+    p.accept("debug-wait", "maybe");
+    FAIL();
+  } catch (const ParameterError& e) {
+    EXPECT_STREQ(e.what(),
+                 "debug-wait=maybe: expected a boolean (1/0, true/false, yes/no, on/off)");
+  }
+}
+
+}  // namespace
+}  // namespace pyworker

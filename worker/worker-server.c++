@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "call-context.h"
+#include "debugger-wait.h"
 #include "handle-server.h"
 #include "host-link.h"
 #include "python-executor.h"
@@ -34,7 +35,9 @@ kj::Promise<void> WorkerServer::load(LoadContext context) {
   services.host.setHost(params.getHost());
   services.host.setVerbose(params.getVerbose());
   std::string path = params.getScript();
-  return services.executor.run<Outcome>([this, path]() {
+  bool debugWait = params.getDebugWait();
+  return services.executor.run<Outcome>([this, path, debugWait]() {
+    if (debugWait) waitForDebugger();
     return services.script.load(path);
   }).then([this, context](Outcome outcome) mutable {
     auto results = context.getResults();

@@ -1,0 +1,79 @@
+"""debug-wait= and stopped workers: a person debugging a worker is never raced by nbdkit.
+
+debug-wait=true makes each new worker wait for a debugger before it loads the script (nothing
+times out meanwhile, timeout= included); a worker stopped with SIGSTOP (or held at a gdb
+prompt) is not treated as hung unless timeout= says so.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+from harness import NbdkitTestCase, wait_until
+
+
+class DebugWaitTest(NbdkitTestCase):
+
+    def test_worker_waits_for_a_debugger_before_loading(self):
+        gdb = shutil.which("gdb", path=harness.PATH)
+        self.assertIsNotNone(gdb, "gdb is missing (run tools/setup)")
+        marker = os.path.join(self.tmp, "loaded")
+        script = self.script("debug-wait.py", text="""
+open(%r, "w").close()   # the script ran
+API_VERSION = 2
+def open(readonly): return 1
+def get_size(h): return 4096
+def pread(h, buf, offset, flags): buf[:] = b"d" * len(buf)
+""" % marker)
+        server = self.start(script, "debug-wait=1", "timeout=0.5", wait=False)
+        self.assertTrue(wait_until(lambda: "waits for a debugger" in server.stderr(), 15),
+                        server.stderr())
+        pid = int(server.stderr().split("worker process ")[1].split()[0])
+        time.sleep(2)  # four times timeout=: nothing may give up on the waiting worker
+        self.assertFalse(os.path.exists(marker), "the script ran before a debugger attached")
+        self.assertFalse(os.path.exists(server.sock))
+        self.assertIsNone(server.proc.poll(), server.stderr())
+
+        debugger = subprocess.Popen([gdb, "-p", str(pid), "-batch", "-ex", "continue"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        def stop_debugger():
+            if debugger.poll() is None:
+                debugger.kill()
+            debugger.wait(10)
+        self.addCleanup(stop_debugger)
+        self.assertTrue(wait_until(lambda: os.path.exists(server.sock), 30), server.stderr())
+        self.assertTrue(os.path.exists(marker))
+        self.assertEqual(bytes(server.connect().pread(8, 0)), b"d" * 8)
+
+
+class StoppedWorkerTest(NbdkitTestCase):
+
+    def test_a_stopped_worker_is_not_killed_without_timeout(self):
+        script = self.script("supervision-faults.py")
+        server = self.start(script)
+        h = server.connect()
+        first = bytes(h.pread(512, 0))
+        pid = int(first.rstrip(b"\0").split(b";pid=")[1])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            result = []
+            reader = threading.Thread(target=lambda: result.append(bytes(h.pread(512, 0))),
+                                      daemon=True)
+            reader.start()
+            reader.join(3)
+            self.assertTrue(reader.is_alive(), "a read completed on a stopped worker?")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        reader.join(30)
+        self.assertEqual(result, [first], "the read failed or the worker was replaced")
+        self.assertNotIn("killed", server.stderr())
+
+
+if __name__ == "__main__":
+    unittest.main()
