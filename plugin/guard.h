@@ -4,6 +4,7 @@
 
 #include <errno.h>
 
+#include <chrono>
 #include <exception>
 
 #include <kj/exception.h>
@@ -30,9 +31,34 @@ void reportFault(const char* callback, const kj::Exception& e);
 // Logs why the worker could not answer (it died, or replied nonsense). Defined with the
 // supervisor, which knows which worker it was.
 
+extern "C" int pyworker_debug_trace;
+// nbdkit -v -D pyworker.trace=1: log how long each forwarded callback took (nbdkit -v already
+// logs each callback's name and arguments as it starts).
+
+class CallTrace {
+public:
+  explicit CallTrace(const char* callback)
+      : callback_(callback), start_(std::chrono::steady_clock::now()) {}
+  ~CallTrace() {
+    auto elapsed = std::chrono::duration<double, std::micro>(
+        std::chrono::steady_clock::now() - start_);
+    nbdkit_debug("pyworker: %s: %.0f us", callback_, elapsed.count());
+  }
+  CallTrace(const CallTrace&) = delete;
+  CallTrace& operator=(const CallTrace&) = delete;
+
+private:
+  const char* callback_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 template <typename T, typename Body>
 T guarded(const char* callback, T failure, Body&& body) noexcept {
   try {
+    if (pyworker_debug_trace) {
+      CallTrace trace(callback);
+      return body();
+    }
     return body();
   } catch (const ScriptFailed&) {
   } catch (const CallTimedOut& e) {

@@ -22,6 +22,9 @@
 #error "the build must define PYWORKER_PYTHON_VERSION"
 #endif
 
+// Set by nbdkit's -D pyworker.trace=1 (nbdkit looks the symbol up by name).
+NBDKIT_DLL_PUBLIC int pyworker_debug_trace = 0;
+
 namespace pyworker {
 namespace {
 

@@ -75,5 +75,18 @@ class StoppedWorkerTest(NbdkitTestCase):
         self.assertNotIn("killed", server.stderr())
 
 
+class TraceTest(NbdkitTestCase):
+
+    def test_trace_flag_logs_each_callback_duration(self):
+        script = self.example("ramdisk.py")
+        traced = self.start(script, "size=1M", args=["-v", "-D", "pyworker.trace=1"])
+        traced.connect().pread(4096, 8192)
+        self.assertRegex(traced.stderr(), r"debug: pyworker: pread: \d+ us")
+        self.assertRegex(traced.stderr(), r"debug: pyworker: open: \d+ us")
+        quiet = self.start(script, "size=1M", args=["-v"])  # off by default
+        quiet.connect().pread(4096, 8192)
+        self.assertNotRegex(quiet.stderr(), r"pyworker: pread: \d+ us")
+
+
 if __name__ == "__main__":
     unittest.main()
