@@ -4,8 +4,8 @@
 
 namespace pyworker {
 
-ConfigPhaseLink::ConfigPhaseLink(kj::AutoCloseFd socket, int outputFd)
-    : io_(kj::setupAsyncIo()),
+ConfigPhaseLink::ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd)
+    : io_(io),
       connection_(*io_.lowLevelProvider, kj::mv(socket)),
       outputPump_(pumpOutput(*io_.lowLevelProvider, outputFd).eagerlyEvaluate(nullptr)) {}
 

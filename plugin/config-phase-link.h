@@ -1,7 +1,7 @@
 #pragma once
 // The link used before nbdkit forks into the background: a kj event loop on the calling thread
 // (nbdkit's main thread), driven synchronously during each call. No thread may exist before
-// after_fork, and this loop dies with the config-phase connection after get_ready.
+// after_fork, and the loop dies with the config-phase connections after get_ready.
 
 #include <kj/async-io.h>
 
@@ -12,15 +12,17 @@ namespace pyworker {
 
 class ConfigPhaseLink final : public WorkerLink {
 public:
-  ConfigPhaseLink(kj::AutoCloseFd socket, int outputFd);
-  // Also pumps the worker's output (outputFd stays the caller's) whenever the loop runs.
+  ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd);
+  // `io` is the main thread's one event loop (a thread may have only one), shared by every
+  // worker's config-phase link and outliving them. Also pumps the worker's output (outputFd
+  // stays the caller's) whenever the loop runs.
   ~ConfigPhaseLink() noexcept override = default;
 
   void run(Call call) override;
   rpc::Host::Client host() override { return connection_.host(); }
 
 private:
-  kj::AsyncIoContext io_;
+  kj::AsyncIoContext& io_;
   RpcConnection connection_;
   kj::Promise<void> outputPump_;
 };

@@ -11,8 +11,11 @@ namespace pyworker {
 
 namespace {
 
-constexpr std::array<std::string_view, 7> PYWORKER_KEYS = {
-    "script", "worker", "timeout", "memory", "max-restarts", "restart-window", "debug-wait"};
+constexpr std::array<std::string_view, 8> PYWORKER_KEYS = {
+    "script", "worker", "timeout", "memory", "max-restarts", "restart-window", "debug-wait",
+    "workers"};
+
+constexpr unsigned MAX_WORKERS = 64;
 
 constexpr uint64_t MINIMUM_MEMORY = 64 * 1024 * 1024;
 // Below this an embedded Python with its thread stacks cannot even start.
@@ -62,7 +65,12 @@ bool Parameters::parseBool(const std::string& key, const std::string& value) {
 
 void Parameters::accept(std::string_view keyView, std::string_view valueView) {
   std::string key(keyView), value(valueView);
-  if (key == "debug-wait") {
+  if (key == "workers") {
+    workers_ = parseCount(key, value);
+    if (workers_ < 1 || workers_ > MAX_WORKERS) {
+      throw ParameterError("workers=" + value + ": expected 1 to " + std::to_string(MAX_WORKERS));
+    }
+  } else if (key == "debug-wait") {
     debugWait_ = parseBool(key, value);
   } else if (key == "timeout") {
     timeout_ = parseSeconds(key, value, 0.001);

@@ -47,6 +47,9 @@ public:
   // timeout=SECONDS: longest a callback may run before its worker is killed. None: no limit.
   const std::optional<uint64_t>& memoryLimit() const { return memoryLimit_; }
   // memory=SIZE: the worker's address-space limit (RLIMIT_AS) in bytes.
+  unsigned workers() const { return workers_; }
+  // workers=N: N worker processes, connections spread across them (global state is per
+  // worker).
   bool debugWait() const { return debugWait_; }
   // debug-wait=true: every new worker waits for a debugger to attach before it loads the
   // script; nothing times out meanwhile.
@@ -67,6 +70,7 @@ private:
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<uint64_t> memoryLimit_;
   bool debugWait_ = false;
+  unsigned workers_ = 1;
   unsigned maxRestarts_ = 5;
   std::chrono::seconds restartWindow_{60};
   std::string script_;

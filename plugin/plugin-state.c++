@@ -31,7 +31,7 @@ Supervisor& PluginState::supervisor() {
                           isExecutable),
         parameters_.script(), parameters_.scriptConfig(), parameters_.timeout(),
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
-        parameters_.debugWait()};
+        parameters_.debugWait(), parameters_.workers()};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

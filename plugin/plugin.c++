@@ -112,15 +112,20 @@ int simpleHandleCall(void* handle, Request&& makeRequest) {
   return outcome.report() ? 0 : -1;
 }
 
-// Same for the process-wide Worker requests that carry only a Status.
+// Same for the Worker requests that carry only a Status.
 template <typename Request>
-int simpleWorkerCall(Request&& makeRequest) {
+int simpleWorkerCall(WorkerLink& link, Request&& makeRequest) {
   ScriptOutcome outcome;
-  link().run([&](rpc::Worker::Client& worker) {
+  link.run([&](rpc::Worker::Client& worker) {
     return makeRequest(worker).send().then(
         [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
   });
   return outcome.report() ? 0 : -1;
+}
+
+template <typename Request>
+void runStatusCall(WorkerLink& link, Request&& makeRequest) {
+  if (simpleWorkerCall(link, makeRequest) < 0) throw ScriptFailed();
 }
 
 int query(void* handle, const char* callback, rpc::Query which, int maximum) {
@@ -172,7 +177,10 @@ int pyworkerConfig(const char* key, const char* value) {
 
 int pyworkerConfigComplete() {
   return guarded("config_complete", -1, [&] {
-    return simpleWorkerCall([](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
+    state().supervisor().forEachWorker([](WorkerLink& link) {
+      runStatusCall(link, [](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
+    });
+    return 0;
   });
 }
 
@@ -182,29 +190,37 @@ int pyworkerThreadModel() {
     if (state().parameters().script().empty()) {
       return static_cast<int>(NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS);
     }
-    ScriptOutcome outcome;
-    int32_t model = 0;
-    link().run([&](rpc::Worker::Client& worker) {
-      return worker.threadModelRequest().send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        model = response.getModel();
+    std::optional<int32_t> agreed;
+    state().supervisor().forEachWorker([&](WorkerLink& link) {
+      ScriptOutcome outcome;
+      int32_t model = 0;
+      link.run([&](rpc::Worker::Client& worker) {
+        return worker.threadModelRequest().send().then([&](auto response) {
+          outcome = ScriptOutcome::from(response.getStatus());
+          model = response.getModel();
+        });
       });
+      if (!outcome.report()) throw ScriptFailed();
+      if (model < NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS ||
+          model > NBDKIT_THREAD_MODEL_PARALLEL) {
+        invalidReply("thread_model answered " + std::to_string(model));
+      }
+      if (agreed && *agreed != model) {
+        invalidReply("the workers' thread_model answers differ (" + std::to_string(*agreed) +
+                     " and " + std::to_string(model) + ")");
+      }
+      agreed = model;
     });
-    if (!outcome.report()) return -1;
-    if (model < NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS ||
-        model > NBDKIT_THREAD_MODEL_PARALLEL) {
-      invalidReply("thread_model answered " + std::to_string(model));
-    }
-    state().supervisor().setThreadModel(model);
-    return static_cast<int>(model);
+    state().supervisor().setThreadModel(*agreed);
+    return static_cast<int>(*agreed);
   });
 }
 
 int pyworkerGetReady() {
   return guarded("get_ready", -1, [&] {
-    if (simpleWorkerCall([](rpc::Worker::Client& w) { return w.getReadyRequest(); }) < 0) {
-      return -1;
-    }
+    state().supervisor().forEachWorker([](WorkerLink& link) {
+      runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
+    });
     state().supervisor().endConfigPhase();
     return 0;
   });
@@ -221,10 +237,10 @@ void pyworkerCleanup() {
   guarded("cleanup", 0, [&] {
     // A worker that died (or was killed to let nbdkit exit) has nothing left to clean up;
     // starting a new one just to run cleanup() would be worse than not running it.
-    auto instance = state().supervisor().healthyInstance();
-    if (!instance) return 0;
-    instance->link().run([](rpc::Worker::Client& worker) {
-      return worker.cleanupRequest().send().ignoreResult();
+    state().supervisor().forEachWorker([](WorkerLink& link) {
+      link.run([](rpc::Worker::Client& worker) {
+        return worker.cleanupRequest().send().ignoreResult();
+      });
     });
     return 0;
   });
@@ -264,7 +280,7 @@ int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
     // No export name yet, and nbdkit_is_tls() is not available this early.
     auto info = ConnectionInfo::capture(false, false);
-    return simpleWorkerCall([&](rpc::Worker::Client& w) {
+    return simpleWorkerCall(link(), [&](rpc::Worker::Client& w) {
       auto request = w.preconnectRequest();
       request.setReadonly(readonly);
       info.fill(request.initContext());

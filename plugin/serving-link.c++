@@ -11,6 +11,14 @@
 
 namespace pyworker {
 
+namespace {
+
+thread_local pid_t lastCallWorker = -1;
+
+}  // namespace
+
+pid_t workerOfLastCall() { return lastCallWorker; }
+
 ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process)
     : process_(process),
       thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
@@ -78,6 +86,7 @@ void ServingLink::run(Call call) {
     connection = lock->connection;
     timer = lock->timer;
   }
+  lastCallWorker = process_.pid();
   callsInFlight_++;
   KJ_DEFER(callsInFlight_--);
   int64_t timeout = timeoutMilliseconds_.load();

@@ -16,6 +16,10 @@
 
 namespace pyworker {
 
+pid_t workerOfLastCall();
+// The worker process that the calling thread's last ServingLink::run() went to (-1 if none),
+// for error messages.
+
 class ServingLink final : public WorkerLink {
 public:
   ServingLink(kj::AutoCloseFd socket, WorkerProcess& process);

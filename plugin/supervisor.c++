@@ -49,8 +49,10 @@ void runStatusCall(WorkerLink& link, Request&& makeRequest) {
 
 void reportFault(const char* callback, const kj::Exception& e) {
   if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+    pid_t pid = workerOfLastCall();
+    if (pid <= 0 && current) pid = current->workerPid();
     nbdkit_error("pyworker: %s: lost the worker process (pid %d) during this request",
-                 callback, current ? static_cast<int>(current->workerPid()) : -1);
+                 callback, static_cast<int>(pid));
   } else {
     nbdkit_error("pyworker: %s: %s", callback, e.getDescription().cStr());
   }
@@ -65,17 +67,23 @@ WorkerInstance::~WorkerInstance() noexcept {
   // so that the thread does not report a deliberate stop as a death.
 }
 
-Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) { current = this; }
+Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) {
+  current = this;
+  slots_.resize(std::max(1u, setup_.workers));
+}
 
 Supervisor::~Supervisor() noexcept {
   shutdownWatch_.reset();
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    current_.reset();
+    for (auto& slot : slots_) slot.current.reset();
   }
-  configLink_.reset();
-  firstServingSocket_ = nullptr;
-  firstProcess_.reset();
+  for (auto& slot : slots_) {
+    slot.configLink.reset();
+    slot.firstServingSocket = nullptr;
+    slot.firstProcess.reset();
+  }
+  configIo_.reset();
   if (current == this) current = nullptr;
 }
 
@@ -123,41 +131,71 @@ void Supervisor::configure(WorkerLink& link) {
 }
 
 const ScriptInfo& Supervisor::start() {
-  firstProcess_ = spawn(true, "worker");
-  auto sockets = firstProcess_->takeSockets();
-  firstServingSocket_ = kj::mv(sockets.serving);
-  configLink_ = std::make_unique<ConfigPhaseLink>(kj::mv(sockets.config),
-                                                  firstProcess_->outputFd());
-  configure(*configLink_);
+  configIo_ = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+  for (auto& slot : slots_) {
+    slot.firstProcess = spawn(true, "worker");
+    auto sockets = slot.firstProcess->takeSockets();
+    slot.firstServingSocket = kj::mv(sockets.serving);
+    slot.configLink = std::make_unique<ConfigPhaseLink>(*configIo_, kj::mv(sockets.config),
+                                                        slot.firstProcess->outputFd());
+    configure(*slot.configLink);
+  }
   return info_;
 }
 
-WorkerLink& Supervisor::link() {
-  if (configLink_) return *configLink_;
-  return instance()->link();
+void Supervisor::forEachWorker(const std::function<void(WorkerLink&)>& call) {
+  if (!forked_) {
+    for (auto& slot : slots_) call(*slot.configLink);
+    return;
+  }
+  std::vector<std::shared_ptr<WorkerInstance>> live;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& slot : slots_) {
+      if (slot.current && !slot.current->isBroken()) live.push_back(slot.current);
+    }
+  }
+  for (auto& instance : live) call(instance->link());
 }
 
-void Supervisor::endConfigPhase() { configLink_.reset(); }
+WorkerLink& Supervisor::link() {
+  if (!forked_) return *slots_.front().configLink;
+  std::lock_guard<std::mutex> lock(mutex_);
+  // The instance stays referenced by the slot while the caller uses the link, unless it dies
+  // and is replaced meanwhile; then the call fails like any call to a dead worker.
+  return instanceOf(slots_.front())->link();
+}
 
-void Supervisor::startServing() {
-  KJ_REQUIRE(firstServingSocket_ != nullptr, "after_fork without a worker");
-  auto instance =
-      std::make_shared<WorkerInstance>(kj::mv(firstProcess_), kj::mv(firstServingSocket_));
+void Supervisor::endConfigPhase() {
+  for (auto& slot : slots_) slot.configLink.reset();
+  configIo_.reset();
+}
+
+void Supervisor::finishConfiguring(ServingLink& link, WorkerProcess& process) {
   auto directory = currentDirectory();
-  auto& process = instance->process();
-  runStatusCall(instance->link(), [&](rpc::Worker::Client& worker) {
+  runStatusCall(link, [&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
-    request.setHost(instance->link().host());
+    request.setHost(link.host());
     // nbdkit -u/-g switched user between this worker's start and now.
     if (geteuid() != process.uid()) request.setUid(geteuid());
     if (getegid() != process.gid()) request.setGid(getegid());
     return request;
   });
-  instance->link().armTimeout(setup_.timeout);
-  std::lock_guard<std::mutex> lock(mutex_);
-  instances_.push_back(instance);
-  current_ = kj::mv(instance);
+  link.armTimeout(setup_.timeout);
+}
+
+void Supervisor::startServing() {
+  forked_ = true;
+  for (auto& slot : slots_) {
+    KJ_REQUIRE(slot.firstServingSocket != nullptr, "after_fork without a worker");
+    auto instance = std::make_shared<WorkerInstance>(kj::mv(slot.firstProcess),
+                                                     kj::mv(slot.firstServingSocket));
+    finishConfiguring(instance->link(), instance->process());
+    std::lock_guard<std::mutex> lock(mutex_);
+    instances_.push_back(instance);
+    slot.current = kj::mv(instance);
+  }
   shutdownWatch_ = std::make_unique<ShutdownWatch>(
       SHUTDOWN_GRACE, [this] { return anyWorkerBusy(); }, [this] { killAllWorkers(); });
 }
@@ -184,33 +222,30 @@ void Supervisor::killAllWorkers() {
   }
 }
 
-std::shared_ptr<WorkerInstance> Supervisor::healthyInstance() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (current_ && !current_->isBroken()) return current_;
-  return nullptr;
-}
-
 std::shared_ptr<WorkerInstance> Supervisor::instance() {
   std::lock_guard<std::mutex> lock(mutex_);
-  KJ_REQUIRE(current_ != nullptr || !recentDeaths_.empty(), "no worker is running");
-  if (current_ && !current_->isBroken()) return current_;
+  return instanceOf(slots_[nextSlot_++ % slots_.size()]);
+}
+
+std::shared_ptr<WorkerInstance> Supervisor::instanceOf(Slot& slot) {
+  if (slot.current && !slot.current->isBroken()) return slot.current;
   if (shutdownWatch_ && shutdownWatch_->shuttingDown()) {
     nbdkit_error("pyworker: nbdkit is shutting down: not starting another worker");
     throw ScriptFailed();
   }
-  return replaceWorker();
+  return replaceWorker(slot);
 }
 
-std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
+std::shared_ptr<WorkerInstance> Supervisor::replaceWorker(Slot& slot) {
   // With mutex_ held: one replacement at a time, other new connections wait for it. A worker
   // that keeps dying (a script that crashes on every request, say) must not become a restart
   // storm: past max-restarts deaths within restart-window, new connections are refused until
   // the oldest death leaves the window.
   const auto window = setup_.restartWindow;
   auto now = std::chrono::steady_clock::now();
-  if (current_) {
+  if (slot.current) {
     recentDeaths_.push_back(now);
-    current_.reset();  // Its connections keep it until they close.
+    slot.current.reset();  // Its connections keep it until they close.
   }
   while (!recentDeaths_.empty() && now - recentDeaths_.front() > window) {
     recentDeaths_.pop_front();
@@ -243,29 +278,22 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker() {
       throw ScriptFailed();
     }
     runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
-    auto directory = currentDirectory();
-    runStatusCall(link, [&](rpc::Worker::Client& worker) {
-      auto request = worker.afterForkRequest();
-      request.setDirectory(directory);
-      request.setHost(link.host());
-      return request;
-    });
+    finishConfiguring(link, instance->process());
   } catch (...) {
     // A replacement that cannot be configured counts as a death too: back-off applies.
     recentDeaths_.push_back(std::chrono::steady_clock::now());
     throw;
   }
-  link.armTimeout(setup_.timeout);
   std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
   instances_.push_back(instance);
-  current_ = instance;
+  slot.current = instance;
   return instance;
 }
 
 pid_t Supervisor::workerPid() {
-  if (firstProcess_) return firstProcess_->pid();
+  if (!forked_) return slots_.front().firstProcess ? slots_.front().firstProcess->pid() : -1;
   std::lock_guard<std::mutex> lock(mutex_);
-  return current_ ? current_->process().pid() : -1;
+  return slots_.front().current ? slots_.front().current->process().pid() : -1;
 }
 
 }  // namespace pyworker

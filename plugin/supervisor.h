@@ -6,7 +6,9 @@
 
 #include <kj/common.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -38,6 +40,7 @@ struct WorkerSetup {
   unsigned maxRestarts = 5;
   std::chrono::seconds restartWindow{60};
   bool debugWait = false;
+  unsigned workers = 1;
 };
 
 class WorkerInstance {
@@ -59,64 +62,81 @@ private:
 };
 
 class Supervisor {
+  // With workers=N, N independent workers ("slots"), each configured the same way; new
+  // connections go round-robin to the slots, and each slot replaces its own dead worker.
 public:
   explicit Supervisor(WorkerSetup setup);
   ~Supervisor() noexcept;
   KJ_DISALLOW_COPY(Supervisor);
 
   const ScriptInfo& start();
-  // Before the fork: spawns the worker, loads the script and replays its config keys.
-  // Throws ScriptFailed (already reported) when the script fails.
+  // Before the fork: spawns every worker, loads the script and replays its config keys in
+  // each. Throws ScriptFailed (already reported) when the script fails in any of them.
+
+  void forEachWorker(const std::function<void(WorkerLink&)>& call);
+  // Process-wide callbacks that every worker must see (config_complete, get_ready, cleanup):
+  // before the fork through the config-phase links, after it to every live worker (a dead one
+  // is not replaced for this).
 
   WorkerLink& link();
-  // Before the fork, the config-phase link; after it, the current worker's (see instance()).
+  // One worker's link, for questions any of them can answer (dump_plugin, preconnect,
+  // list_exports, default_export): the first slot's, replaced first if it has died.
 
   std::shared_ptr<WorkerInstance> instance();
-  // After the fork: the worker for a new connection, replaced first if it has died.
-  // Throws (already reported) when no worker can be had.
+  // After the fork: the worker for a new connection (next slot in turn), replaced first if it
+  // has died. Throws (already reported) when no worker can be had.
 
   void endConfigPhase();
-  // After get_ready: the config-phase connection (and its event loop) must not outlive the
-  // fork, so it is closed here; the worker keeps running.
+  // After get_ready: the config-phase connections (and their event loop) must not outlive the
+  // fork, so they are closed here; the workers keep running.
 
   void startServing();
-  // In after_fork: starts the RPC thread on the serving connection and tells the worker.
+  // In after_fork: starts each worker's RPC thread on its serving connection and tells it.
 
   void setThreadModel(int model) { threadModel_ = model; }
   // What nbdkit was told; a replacement worker must agree.
 
   pid_t workerPid();
 
-  std::shared_ptr<WorkerInstance> healthyInstance();
-  // The current worker if it is alive, without replacing it (for cleanup at shutdown).
-
 private:
-  std::shared_ptr<WorkerInstance> replaceWorker();
+  struct Slot {
+    // Before the fork.
+    std::unique_ptr<WorkerProcess> firstProcess;
+    kj::AutoCloseFd firstServingSocket;
+    std::unique_ptr<ConfigPhaseLink> configLink;
+    // After the fork (guarded by mutex_).
+    std::shared_ptr<WorkerInstance> current;
+  };
+
+  std::shared_ptr<WorkerInstance> instanceOf(Slot& slot);
+  // With mutex_ held.
+  std::shared_ptr<WorkerInstance> replaceWorker(Slot& slot);
+  std::unique_ptr<WorkerProcess> spawn(bool withConfigSocket, const char* what);
+  // A new worker process (debug-wait= says so on stderr).
+  void configure(WorkerLink& link);
+  // load + config keys, in order.
+  void finishConfiguring(ServingLink& link, WorkerProcess& process);
+  // after_fork for a worker whose RPC thread has just started.
   bool anyWorkerBusy();
   void killAllWorkers();
   // Shutdown took longer than the grace period: callbacks that never return keep nbdkit from
   // exiting, and only killing their workers fails them.
-  std::unique_ptr<WorkerProcess> spawn(bool withConfigSocket, const char* what);
-  // A new worker process, stopped for a debugger if debug-wait= says so.
-  void configure(WorkerLink& link);
-  // load + config keys, in order.
 
   WorkerSetup setup_;
   ScriptInfo info_;
   int threadModel_ = -1;
+  std::vector<Slot> slots_;
+  std::unique_ptr<kj::AsyncIoContext> configIo_;
+  // The main thread's event loop for the config-phase links (before them, gone after them).
+  bool forked_ = false;
 
-  // Before the fork.
-  std::unique_ptr<WorkerProcess> firstProcess_;
-  kj::AutoCloseFd firstServingSocket_;
-  std::unique_ptr<ConfigPhaseLink> configLink_;
-
-  // After the fork.
   std::mutex mutex_;
-  std::shared_ptr<WorkerInstance> current_;
+  std::atomic<size_t> nextSlot_ = 0;
+  std::deque<std::chrono::steady_clock::time_point> recentDeaths_;
+  // Of all slots: a script that kills its workers does so in every slot.
   std::vector<std::weak_ptr<WorkerInstance>> instances_;
   // Every worker still serving a connection, replaced ones included.
   std::unique_ptr<ShutdownWatch> shutdownWatch_;
-  std::deque<std::chrono::steady_clock::time_point> recentDeaths_;
 };
 
 }  // namespace pyworker
