@@ -571,7 +571,8 @@ const char CONFIG_HELP[] =
     "max-restarts=<N>                 Worker deaths tolerated in restart-window\n"
     "                                 (default 5).\n"
     "restart-window=<SECONDS>         (default 60).\n"
-    "debug-wait=true                  Stop each new worker for a debugger.\n"
+    "workers=<N>                      Worker processes (default 1; state is per worker).\n"
+    "debug-wait=true                  New workers wait for a debugger.\n"
     "[other arguments are passed to the script's config() function]";
 
 }  // namespace
