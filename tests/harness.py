@@ -222,16 +222,7 @@ class NbdkitTestCase(unittest.TestCase):
         self.handles = []
 
     def _teardown(self):
-        for h in self.handles:
-            try:
-                h.shutdown()
-            except Exception:
-                pass
-            try:
-                h.close()
-            except Exception:
-                pass
-        self.handles = []
+        self.close_handles()
         for s in self.servers:
             s.stop()
         for pid in self.extra_pids:
