@@ -96,6 +96,52 @@ TEST_F(ValueConversions, BlockSize) {
             "4294967295");
   EXPECT_EQ(errorOf("(-1, 4096, 65536)", convert),
             "block_size returned -1 as the minimum, expected an int between 0 and 4294967295");
+  // nbdkit's rules, named here rather than refused by nbdkit without the script's name.
+  EXPECT_EQ(toBlockSize(eval("(0, 0, 0)").get(), "block_size").preferred, 0u);
+  EXPECT_EQ(toBlockSize(eval("(65536, 32 * 2**20, 2**32 - 1)").get(), "block_size").minimum,
+            65536u);
+  EXPECT_EQ(errorOf("(0, 4096, 65536)", convert),
+            "block_size returned (0, 4096, 65536): the minimum must be between 1 and 65536");
+  EXPECT_EQ(errorOf("(131072, 131072, 131072)", convert),
+            "block_size returned (131072, 131072, 131072): the minimum must be between 1 and "
+            "65536");
+  EXPECT_EQ(errorOf("(3, 4096, 65536)", convert),
+            "block_size returned (3, 4096, 65536): the minimum must be a power of 2");
+  EXPECT_EQ(errorOf("(512, 3000, 65536)", convert),
+            "block_size returned (512, 3000, 65536): the preferred size must be a power of 2");
+  EXPECT_EQ(errorOf("(1, 256, 65536)", convert),
+            "block_size returned (1, 256, 65536): the preferred size must be between 512 and "
+            "32M");
+  EXPECT_EQ(errorOf("(512, 4096, 1000000)", convert),
+            "block_size returned (512, 4096, 1000000): the maximum must be 0xffffffff or a "
+            "multiple of the minimum");
+  EXPECT_EQ(errorOf("(1024, 512, 65536)", convert),
+            "block_size returned (1024, 512, 65536): expected minimum <= preferred <= maximum");
+  EXPECT_EQ(errorOf("(512, 8192, 4096)", convert),
+            "block_size returned (512, 8192, 4096): expected minimum <= preferred <= maximum");
+}
+
+TEST_F(ValueConversions, ExtentRules) {
+  auto check = [this](const char* list, uint64_t offset, uint32_t count) {
+    return [=, this](PyObject*) {
+      checkExtents(toExtents(eval(list).get(), "extents"), offset, count, "extents");
+    };
+  };
+  // Accepted as nbdkit accepts them: extents before the request, zero-length ones, extents
+  // past its end, a first extent starting before the offset.
+  EXPECT_NO_THROW(check("[(0, 4096, 0), (4096, 0, 0), (4096, 8192, 1)]", 8192, 4096)(nullptr));
+  EXPECT_NO_THROW(check("[(0, 16384, 0), (16384, 4096, 3)]", 4096, 4096)(nullptr));
+  EXPECT_EQ(errorOf("None", check("[(0, 4096, 0), (8192, 4096, 0)]", 0, 65536)),
+            "extents returned (8192, 4096, 0) as item 1, expected offset 4096 (extents must be "
+            "contiguous, in ascending order)");
+  EXPECT_EQ(errorOf("None", check("[(0, 4096, 0), (4096, 0, 0), (0, 4096, 0)]", 0, 8192)),
+            "extents returned (0, 4096, 0) as item 2, expected offset 4096 (extents must be "
+            "contiguous, in ascending order)");
+  EXPECT_EQ(errorOf("None", check("[(4096, 4096, 0)]", 0, 65536)),
+            "extents returned (4096, 4096, 0) as item 0, which starts after the requested "
+            "offset 0 (the first extent must cover it)");
+  // Starting at or past the end of the request: nbdkit decides (it knows the export's size).
+  EXPECT_NO_THROW(check("[(65536, 4096, 0)]", 0, 65536)(nullptr));
 }
 
 TEST_F(ValueConversions, Extents) {

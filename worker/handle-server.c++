@@ -364,6 +364,7 @@ kj::Promise<void> HandleServer::extents(ExtentsContext context) {
                                                  static_cast<unsigned long long>(offset),
                                                  flags));
       result.extents = toExtents(list.get(), "extents");
+      checkExtents(result.extents, offset, count, "extents");
     });
     return result;
   }).then([context](Result result) mutable {

@@ -142,6 +142,26 @@ BlockSize toBlockSize(PyObject* value, const char* callback) {
         intInRange(PyTuple_GET_ITEM(value, i), callback, std::string("the ") + names[i], 0,
                    std::numeric_limits<uint32_t>::max()));
   }
+  // nbdkit's own rules (server/plugins.c in 1.32), checked here so that the message names the
+  // script and the callback; nbdkit would refuse exactly the same triples.
+  auto powerOf2 = [](uint32_t n) { return n != 0 && (n & (n - 1)) == 0; };
+  const char* broken = nullptr;
+  if (sizes[0] == 0 && sizes[1] == 0 && sizes[2] == 0) {
+    // no information
+  } else if (sizes[0] < 1 || sizes[0] > 65536) {
+    broken = "the minimum must be between 1 and 65536";
+  } else if (!powerOf2(sizes[0])) {
+    broken = "the minimum must be a power of 2";
+  } else if (!powerOf2(sizes[1])) {
+    broken = "the preferred size must be a power of 2";
+  } else if (sizes[1] < 512 || sizes[1] > 32 * 1024 * 1024) {
+    broken = "the preferred size must be between 512 and 32M";
+  } else if (sizes[2] != 0xffffffff && sizes[2] % sizes[0] != 0) {
+    broken = "the maximum must be 0xffffffff or a multiple of the minimum";
+  } else if (sizes[0] > sizes[1] || sizes[1] > sizes[2]) {
+    broken = "expected minimum <= preferred <= maximum";
+  }
+  if (broken) throw ScriptError{subject + " " + repr(value) + ": " + broken};
   return BlockSize{sizes[0], sizes[1], sizes[2]};
 }
 
@@ -174,6 +194,38 @@ std::vector<ExtentValue> toExtents(PyObject* value, const char* callback) {
     throw ScriptError{std::string(callback) + " returned no extents, expected at least one"};
   }
   return extents;
+}
+
+void checkExtents(const std::vector<ExtentValue>& extents, uint64_t offset, uint32_t count,
+                  const char* callback) {
+  // The rules nbdkit_add_extent() enforces, for a request of `count` bytes at `offset`, checked
+  // here so that the message names the script and the callback. Only what nbdkit certainly
+  // refuses is refused: every extent must start where the previous one ended; the first one
+  // that nbdkit keeps (non-empty, not wholly before `offset`) must not start after `offset`.
+  using u128 = unsigned __int128;
+  auto show = [](const ExtentValue& e) {
+    return "(" + std::to_string(e.offset) + ", " + std::to_string(e.length) + ", " +
+           std::to_string(e.type) + ")";
+  };
+  bool kept = false;  // nbdkit has kept an extent, or may have (we cannot tell): stop checking
+  u128 next = 0;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    const ExtentValue& e = extents[i];
+    if (i > 0 && e.offset != next) {
+      throw ScriptError{std::string(callback) + " returned " + show(e) + " as item " +
+                        std::to_string(i) + ", expected offset " +
+                        std::to_string(static_cast<uint64_t>(next)) +
+                        " (extents must be contiguous, in ascending order)"};
+    }
+    next = static_cast<u128>(e.offset) + e.length;
+    if (kept || e.length == 0 || next <= offset) continue;
+    if (e.offset > offset && e.offset < static_cast<u128>(offset) + count) {
+      throw ScriptError{std::string(callback) + " returned " + show(e) + " as item " +
+                        std::to_string(i) + ", which starts after the requested offset " +
+                        std::to_string(offset) + " (the first extent must cover it)"};
+    }
+    kept = true;
+  }
 }
 
 std::vector<ExportValue> toExports(PyObject* value, const char* callback) {

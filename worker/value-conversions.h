@@ -37,7 +37,9 @@ struct BlockSize {
   uint32_t maximum = 0;
 };
 BlockSize toBlockSize(PyObject* value, const char* callback);
-// A tuple of three ints in 0..UINT32_MAX. nbdkit itself checks the constraints between them.
+// A tuple of three ints in 0..UINT32_MAX that obey nbdkit's rules (all zero, or: minimum a
+// power of 2 in 1..64K, preferred a power of 2 in 512..32M, maximum 0xffffffff or a multiple of
+// minimum, minimum <= preferred <= maximum).
 
 struct ExtentValue {
   uint64_t offset;
@@ -46,6 +48,11 @@ struct ExtentValue {
 };
 std::vector<ExtentValue> toExtents(PyObject* value, const char* callback);
 // An iterable of (offset, length, type) tuples, at least one (as in-process).
+
+void checkExtents(const std::vector<ExtentValue>& extents, uint64_t offset, uint32_t count,
+                  const char* callback);
+// For a request of `count` bytes at `offset`: the extents nbdkit_add_extent() would refuse
+// (not contiguous; the first kept one starting after `offset`) throw ScriptError instead.
 
 struct ExportValue {
   std::string name;
