@@ -11,9 +11,9 @@ namespace pyworker {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> PYWORKER_KEYS = {
-    "script", "worker", "timeout", "memory", "max-restarts", "restart-window", "debug-wait",
-    "workers"};
+constexpr std::array<std::string_view, 10> PYWORKER_KEYS = {
+    "script",     "worker",  "timeout", "memory", "max-restarts", "restart-window",
+    "debug-wait", "workers", "reload",  "reload-trigger"};
 
 constexpr unsigned MAX_WORKERS = 64;
 
@@ -65,7 +65,18 @@ bool Parameters::parseBool(const std::string& key, const std::string& value) {
 
 void Parameters::accept(std::string_view keyView, std::string_view valueView) {
   std::string key(keyView), value(valueView);
-  if (key == "workers") {
+  if (key == "reload") {
+    if (value == "on-change") {
+      reloadOnChange_ = true;
+    } else if (value == "off") {
+      reloadOnChange_ = false;
+    } else {
+      throw ParameterError("reload=" + value + ": expected on-change or off");
+    }
+  } else if (key == "reload-trigger") {
+    if (value.empty()) throw ParameterError("reload-trigger parameter must not be empty");
+    reloadTrigger_ = value;
+  } else if (key == "workers") {
     workers_ = parseCount(key, value);
     if (workers_ < 1 || workers_ > MAX_WORKERS) {
       throw ParameterError("workers=" + value + ": expected 1 to " + std::to_string(MAX_WORKERS));

@@ -47,6 +47,10 @@ public:
   // timeout=SECONDS: longest a callback may run before its worker is killed. None: no limit.
   const std::optional<uint64_t>& memoryLimit() const { return memoryLimit_; }
   // memory=SIZE: the worker's address-space limit (RLIMIT_AS) in bytes.
+  bool reloadOnChange() const { return reloadOnChange_; }
+  // reload=on-change: a changed script is loaded into new workers for new connections.
+  const std::optional<std::string>& reloadTrigger() const { return reloadTrigger_; }
+  // reload-trigger=PATH: touching PATH asks for the same reload.
   unsigned workers() const { return workers_; }
   // workers=N: N worker processes, connections spread across them (global state is per
   // worker).
@@ -71,6 +75,8 @@ private:
   std::optional<uint64_t> memoryLimit_;
   bool debugWait_ = false;
   unsigned workers_ = 1;
+  bool reloadOnChange_ = false;
+  std::optional<std::string> reloadTrigger_;
   unsigned maxRestarts_ = 5;
   std::chrono::seconds restartWindow_{60};
   std::string script_;

@@ -1,5 +1,6 @@
 #include "plugin-state.h"
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
@@ -20,6 +21,16 @@ Unmanaged<PluginState> globalState;
 
 bool isExecutable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 
+std::optional<std::string> absolute(const std::optional<std::string>& path) {
+  // Now, before the daemon changes to "/".
+  if (!path) return std::nullopt;
+  char* resolved = nbdkit_absolute_path(path->c_str());
+  if (resolved == nullptr) throw ScriptFailed();
+  std::string result = resolved;
+  free(resolved);
+  return result;
+}
+
 }  // namespace
 
 Supervisor& PluginState::supervisor() {
@@ -31,7 +42,8 @@ Supervisor& PluginState::supervisor() {
                           isExecutable),
         parameters_.script(), parameters_.scriptConfig(), parameters_.timeout(),
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
-        parameters_.debugWait(), parameters_.workers()};
+        parameters_.debugWait(), parameters_.workers(), parameters_.reloadOnChange(),
+        absolute(parameters_.reloadTrigger())};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

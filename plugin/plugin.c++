@@ -16,7 +16,9 @@
 
 #include "guard.h"
 #include "plugin-state.h"
+#include "reply-checks.h"
 #include "script-outcome.h"
+#include "serving-link.h"
 
 #ifndef PYWORKER_PYTHON_VERSION
 #error "the build must define PYWORKER_PYTHON_VERSION"
@@ -27,10 +29,6 @@ NBDKIT_DLL_PUBLIC int pyworker_debug_trace = 0;
 
 namespace pyworker {
 namespace {
-
-constexpr uint32_t MAX_BLOCK_SIZE = 0xffffffff;
-constexpr size_t MAX_NAME_BYTES = 4096;
-// NBD's limit on export names and descriptions (NBD_MAX_STRING).
 
 struct Connection {
   // nbdkit's per-connection handle. The connection stays with the worker that opened it, even
@@ -88,12 +86,28 @@ private:
   }
 };
 
-[[noreturn]] void invalidReply(const std::string& what) {
-  // The worker is untrusted: a reply that breaks the protocol's promises fails the request.
-  throw std::runtime_error("invalid reply from the worker: " + what);
+WorkerLink& link() { return state().supervisor().link(); }
+
+template <typename Checks>
+void verify(WorkerLink& link, Checks&& checks) {
+  // Runs a reply's checks (reply-checks.h) on nbdkit's thread, after the reply was copied out.
+  // A reply that no correct worker sends retires the worker that sent it: it is killed, so
+  // every later call on it fails, and the next connection gets a new one. Either way the
+  // request fails (guarded() logs the BadReply and sets EIO).
+  try {
+    checks();
+  } catch (const BadReply& e) {
+    if (e.blame == BadReply::WORKER) {
+      // Before the fork (ConfigPhaseLink) a failure makes nbdkit exit anyway.
+      if (auto* serving = dynamic_cast<ServingLink*>(&link)) serving->reject();
+    }
+    throw;
+  }
 }
 
-WorkerLink& link() { return state().supervisor().link(); }
+ServingLink& linkOf(void* handle) {
+  return static_cast<Connection*>(handle)->instance->link();
+}
 
 template <typename Call>
 void onHandle(void* handle, Call&& call) {
@@ -141,18 +155,13 @@ int query(void* handle, const char* callback, rpc::Query which, int maximum) {
       });
     });
     if (!outcome.report()) return -1;
-    if (value < 0 || value > maximum) {
-      invalidReply(std::string(callback) + " answered " + std::to_string(value));
-    }
+    verify(linkOf(handle), [&] { checkQueryAnswer(callback, value, maximum); });
     return static_cast<int>(value);
   });
 }
 
-std::string copyText(capnp::Text::Reader text, const char* what) {
-  if (text.size() > MAX_NAME_BYTES) invalidReply(std::string(what) + " is too long");
-  if (memchr(text.begin(), '\0', text.size()) != nullptr) {
-    invalidReply(std::string(what) + " contains a NUL byte");
-  }
+std::string copyText(capnp::Text::Reader text) {
+  // Only copied here, on the RPC thread; checked (checkText) on nbdkit's thread.
   return std::string(text.begin(), text.size());
 }
 
@@ -201,13 +210,11 @@ int pyworkerThreadModel() {
         });
       });
       if (!outcome.report()) throw ScriptFailed();
-      if (model < NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS ||
-          model > NBDKIT_THREAD_MODEL_PARALLEL) {
-        invalidReply("thread_model answered " + std::to_string(model));
-      }
+      verify(link, [&] { checkThreadModel(model); });
       if (agreed && *agreed != model) {
-        invalidReply("the workers' thread_model answers differ (" + std::to_string(*agreed) +
-                     " and " + std::to_string(model) + ")");
+        throw BadReply(BadReply::SCRIPT, "the workers' thread_model answers differ (" +
+                                             std::to_string(*agreed) + " and " +
+                                             std::to_string(model) + ")");
       }
       agreed = model;
     });
@@ -295,25 +302,35 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     info.isTls = isTls;
     ScriptOutcome outcome;
     bool useDefault = false;
+    size_t count = 0;
     std::vector<std::pair<std::string, std::optional<std::string>>> list;
-    link().run([&](rpc::Worker::Client& worker) {
+    auto& from = link();
+    from.run([&](rpc::Worker::Client& worker) {
       auto request = worker.listExportsRequest();
       request.setReadonly(readonly);
       info.fill(request.initContext());
       return request.send().then([&](auto response) {
         outcome = ScriptOutcome::from(response.getStatus());
         useDefault = response.getUseDefault();
-        for (auto e : response.getExports()) {
+        auto reply = response.getExports();
+        count = reply.size();
+        if (count > MAX_EXPORTS) return;  // refused below, without copying
+        for (auto e : reply) {
           std::optional<std::string> description;
-          if (e.getHasDescription()) {
-            description = copyText(e.getDescription(), "export description");
-          }
-          list.emplace_back(copyText(e.getName(), "export name"), kj::mv(description));
+          if (e.getHasDescription()) description = copyText(e.getDescription());
+          list.emplace_back(copyText(e.getName()), kj::mv(description));
         }
       });
     });
     if (!outcome.report()) return -1;
     if (useDefault) return nbdkit_use_default_export(exports);
+    verify(from, [&] {
+      checkExportCount(count);
+      for (auto& [name, description] : list) {
+        checkText(name, "export name");
+        if (description) checkText(*description, "export description");
+      }
+    });
     for (auto& [name, description] : list) {
       if (nbdkit_add_export(exports, name.c_str(),
                             description ? description->c_str() : nullptr) < 0) {
@@ -330,16 +347,18 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
     info.isTls = isTls;
     ScriptOutcome outcome;
     std::string name;
-    link().run([&](rpc::Worker::Client& worker) {
+    auto& from = link();
+    from.run([&](rpc::Worker::Client& worker) {
       auto request = worker.defaultExportRequest();
       request.setReadonly(readonly);
       info.fill(request.initContext());
       return request.send().then([&](auto response) {
         outcome = ScriptOutcome::from(response.getStatus());
-        name = copyText(response.getName(), "default export name");
+        name = copyText(response.getName());
       });
     });
     if (!outcome.report()) return nullptr;
+    verify(from, [&] { checkText(name, "default export name"); });
     return nbdkit_strdup_intern(name.c_str());
   });
 }
@@ -387,11 +406,13 @@ const char* pyworkerExportDescription(void* handle) {
                      return h.exportDescriptionRequest().send().then([&](auto response) {
                        outcome = ScriptOutcome::from(response.getStatus());
                        if (response.getHasDescription()) {
-                         description = copyText(response.getDescription(), "export description");
+                         description = copyText(response.getDescription());
                        }
                      });
                    });
                    if (!outcome.report() || !description) return nullptr;
+                   verify(linkOf(handle),
+                          [&] { checkText(*description, "export description"); });
                    return nbdkit_strdup_intern(description->c_str());
                  });
 }
@@ -407,7 +428,7 @@ int64_t pyworkerGetSize(void* handle) {
       });
     });
     if (!outcome.report()) return -1;
-    if (size < 0) invalidReply("get_size answered " + std::to_string(size));
+    verify(linkOf(handle), [&] { checkSize(size); });
     return size;
   });
 }
@@ -425,7 +446,6 @@ int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint
     });
     if (!outcome.report()) return -1;
     // nbdkit validates the values themselves (powers of two, ordering) and names the problem.
-    (void)MAX_BLOCK_SIZE;
     return 0;
   });
 }
@@ -456,6 +476,7 @@ int pyworkerCanCache(void* h) {
 int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, uint32_t flags) {
   return guarded("pread", -1, [&] {
     ScriptOutcome outcome;
+    size_t received = count;
     onHandle(handle, [&](rpc::Handle::Client& h) {
       auto request = h.preadRequest();
       request.setCount(count);
@@ -465,14 +486,13 @@ int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, u
         outcome = ScriptOutcome::from(response.getStatus());
         if (outcome.error != 0) return;
         auto data = response.getData();
-        if (data.size() != count) {
-          invalidReply("pread returned " + std::to_string(data.size()) + " bytes, expected " +
-                       std::to_string(count));
-        }
-        memcpy(buffer, data.begin(), count);
+        received = data.size();
+        if (received == count) memcpy(buffer, data.begin(), count);
       });
     });
-    return outcome.report() ? 0 : -1;
+    if (!outcome.report()) return -1;
+    verify(linkOf(handle), [&] { checkPreadSize(received, count); });
+    return 0;
   });
 }
 
@@ -532,12 +552,9 @@ int pyworkerCache(void* handle, uint32_t count, uint64_t offset, uint32_t flags)
 int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
                     struct nbdkit_extents* extents) {
   return guarded("extents", -1, [&] {
-    struct Extent {
-      uint64_t offset, length;
-      uint32_t type;
-    };
     ScriptOutcome outcome;
-    std::vector<Extent> list;
+    size_t received = 0;
+    std::vector<ExtentEntry> list;
     onHandle(handle, [&](rpc::Handle::Client& h) {
       auto request = h.extentsRequest();
       request.setCount(count);
@@ -545,17 +562,19 @@ int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flag
       request.setFlags(flags);
       return request.send().then([&](auto response) {
         outcome = ScriptOutcome::from(response.getStatus());
-        for (auto e : response.getExtents()) {
-          list.push_back({e.getOffset(), e.getLength(), e.getType()});
-        }
+        auto reply = response.getExtents();
+        received = reply.size();
+        if (outcome.error != 0 || received > MAX_EXTENTS) return;  // refused below
+        list.reserve(received);
+        for (auto e : reply) list.push_back({e.getOffset(), e.getLength(), e.getType()});
       });
     });
     if (!outcome.report()) return -1;
+    verify(linkOf(handle), [&] {
+      checkExtentCount(received);
+      checkExtents(list);
+    });
     for (auto& e : list) {
-      if (e.type > (NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO)) {
-        invalidReply("extent type " + std::to_string(e.type));
-      }
-      // nbdkit_add_extent() checks order and contiguity and reports what is wrong.
       if (nbdkit_add_extent(extents, e.offset, e.length, e.type) < 0) return -1;
     }
     return 0;

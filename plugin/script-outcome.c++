@@ -1,5 +1,7 @@
 #include "script-outcome.h"
 
+#include "reply-checks.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 
@@ -9,8 +11,6 @@
 namespace pyworker {
 
 namespace {
-
-constexpr int MAX_ERRNO = 4095;
 
 using DisconnectFunction = void (*)(int force);
 
@@ -28,7 +28,7 @@ ScriptOutcome ScriptOutcome::from(rpc::Status::Reader status) {
   ScriptOutcome outcome;
   int error = status.getErrno();
   if (error != 0) {
-    outcome.error = (error > 0 && error <= MAX_ERRNO) ? error : EIO;
+    outcome.error = errnoFromReply(error);
     auto message = status.getMessage();
     outcome.message.assign(message.begin(), message.size());
     if (outcome.message.empty()) outcome.message = "script callback failed";

@@ -113,6 +113,13 @@ void ServingLink::run(Call call) {
   }
 }
 
+void ServingLink::reject() {
+  if (broken_.exchange(true)) return;
+  nbdkit_error("pyworker: worker process %d sent an invalid reply: killing it; new "
+               "connections get a new worker", static_cast<int>(process_.pid()));
+  process_.kill();
+}
+
 void ServingLink::armTimeout(std::optional<std::chrono::milliseconds> timeout) {
   timeoutMilliseconds_ = timeout ? std::max<int64_t>(timeout->count(), 1) : 0;
 }

@@ -35,6 +35,11 @@ public:
   void run(Call call) override;
   rpc::Host::Client host() override;
 
+  void reject();
+  // The worker sent a reply that no correct worker sends (reply-checks.h): it is killed, so
+  // that every later call on this link fails (the connections it serves included) and the
+  // next connection gets a new worker. Counts as a death for max-restarts.
+
   bool isBroken() const { return broken_.load(); }
   bool isBusy() const { return callsInFlight_.load() > 0; }
   // The worker died or the connection failed: every later call fails; start a new worker.

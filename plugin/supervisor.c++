@@ -1,6 +1,8 @@
 #include "supervisor.h"
 
 #include <limits.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -73,6 +75,7 @@ Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) {
 }
 
 Supervisor::~Supervisor() noexcept {
+  reloadWatch_.reset();
   shutdownWatch_.reset();
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -198,6 +201,11 @@ void Supervisor::startServing() {
   }
   shutdownWatch_ = std::make_unique<ShutdownWatch>(
       SHUTDOWN_GRACE, [this] { return anyWorkerBusy(); }, [this] { killAllWorkers(); });
+  if (setup_.reloadOnChange || setup_.reloadTrigger) {
+    reloadWatch_ = std::make_unique<ReloadWatch>(
+        setup_.reloadOnChange ? std::optional<std::string>(setup_.script) : std::nullopt,
+        setup_.reloadTrigger, [this](const std::string& reason) { reload(reason); });
+  }
 }
 
 bool Supervisor::anyWorkerBusy() {
@@ -260,25 +268,9 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker(Slot& slot) {
     throw ScriptFailed();
   }
 
-  auto process = spawn(false, "replacement worker");
-  auto socket = process->takeSockets().serving;
-  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket));
-  auto& link = instance->link();
+  std::shared_ptr<WorkerInstance> instance;
   try {
-    configure(link);
-    runStatusCall(link, [](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
-    int model = -1;
-    link.run([&](rpc::Worker::Client& worker) {
-      return worker.threadModelRequest().send().then(
-          [&](auto response) { model = response.getModel(); });
-    });
-    if (model != threadModel_) {
-      nbdkit_error("pyworker: the replacement worker's thread_model (%d) differs from the "
-                   "one nbdkit is using (%d)", model, threadModel_);
-      throw ScriptFailed();
-    }
-    runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
-    finishConfiguring(link, instance->process());
+    instance = startConfiguredWorker("replacement worker");
   } catch (...) {
     // A replacement that cannot be configured counts as a death too: back-off applies.
     recentDeaths_.push_back(std::chrono::steady_clock::now());
@@ -288,6 +280,68 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker(Slot& slot) {
   instances_.push_back(instance);
   slot.current = instance;
   return instance;
+}
+
+std::shared_ptr<WorkerInstance> Supervisor::startConfiguredWorker(const char* what) {
+  auto process = spawn(false, what);
+  auto socket = process->takeSockets().serving;
+  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket));
+  auto& link = instance->link();
+  configure(link);
+  runStatusCall(link, [](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
+  int model = -1;
+  link.run([&](rpc::Worker::Client& worker) {
+    return worker.threadModelRequest().send().then(
+        [&](auto response) { model = response.getModel(); });
+  });
+  if (model != threadModel_) {
+    nbdkit_error("pyworker: the %s's thread_model (%d) differs from the one nbdkit is using "
+                 "(%d)", what, model, threadModel_);
+    throw ScriptFailed();
+  }
+  runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
+  finishConfiguring(link, instance->process());
+  return instance;
+}
+
+void Supervisor::reload(const std::string& reason) {
+  if (shutdownWatch_ && shutdownWatch_->shuttingDown()) return;
+  struct stat st;
+  std::string modified = "unknown";
+  if (stat(setup_.script.c_str(), &st) == 0) {
+    char text[64];
+    struct tm tm;
+    localtime_r(&st.st_mtime, &tm);
+    strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &tm);
+    modified = text;
+  }
+  // Configured outside mutex_: new connections keep going to the current workers meanwhile.
+  std::vector<std::shared_ptr<WorkerInstance>> fresh;
+  try {
+    for (size_t i = 0; i < slots_.size(); ++i) fresh.push_back(startConfiguredWorker("reloaded worker"));
+  } catch (...) {
+    nbdkit_error("pyworker: reload of %s (%s, modified %s) failed; the current workers keep "
+                 "serving",
+                 setup_.script.c_str(), reason.c_str(), modified.c_str());
+    return;
+  }
+  std::string change;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      auto& slot = slots_[i];
+      change += (change.empty() ? "" : ", ") +
+                std::to_string(slot.current ? slot.current->process().pid() : -1) + " -> " +
+                std::to_string(fresh[i]->process().pid());
+      slot.current = fresh[i];  // The old worker lives on while its connections do.
+      instances_.push_back(fresh[i]);
+    }
+    std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
+  }
+  // Logged as an error so that it reaches the log without -v: a reload is an event an operator
+  // wants to see.
+  nbdkit_error("pyworker: reloaded %s (%s, modified %s): worker process %s",
+               setup_.script.c_str(), reason.c_str(), modified.c_str(), change.c_str());
 }
 
 pid_t Supervisor::workerPid() {

@@ -19,6 +19,7 @@
 
 #include "config-phase-link.h"
 #include "serving-link.h"
+#include "reload-watch.h"
 #include "shutdown-watch.h"
 #include "worker-process.h"
 
@@ -41,6 +42,8 @@ struct WorkerSetup {
   std::chrono::seconds restartWindow{60};
   bool debugWait = false;
   unsigned workers = 1;
+  bool reloadOnChange = false;
+  std::optional<std::string> reloadTrigger;  // absolute
 };
 
 class WorkerInstance {
@@ -111,6 +114,11 @@ private:
   std::shared_ptr<WorkerInstance> instanceOf(Slot& slot);
   // With mutex_ held.
   std::shared_ptr<WorkerInstance> replaceWorker(Slot& slot);
+  std::shared_ptr<WorkerInstance> startConfiguredWorker(const char* what);
+  // A new worker taken through the whole replay, from load to after_fork. Throws (reported).
+  void reload(const std::string& reason);
+  // A new generation of workers with the script as it is now; new connections go to it, the
+  // old workers serve their connections until they close. On failure nothing changes.
   std::unique_ptr<WorkerProcess> spawn(bool withConfigSocket, const char* what);
   // A new worker process (debug-wait= says so on stderr).
   void configure(WorkerLink& link);
@@ -137,6 +145,7 @@ private:
   std::vector<std::weak_ptr<WorkerInstance>> instances_;
   // Every worker still serving a connection, replaced ones included.
   std::unique_ptr<ShutdownWatch> shutdownWatch_;
+  std::unique_ptr<ReloadWatch> reloadWatch_;
 };
 
 }  // namespace pyworker

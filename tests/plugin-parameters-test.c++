@@ -159,3 +159,29 @@ TEST(PluginParameters, DebugWaitTakesNbdkitBooleans) {
 
 }  // namespace
 }  // namespace pyworker
+
+namespace pyworker {
+namespace {
+
+TEST(PluginParameters, ReloadAndWorkers) {
+  Parameters p;
+  EXPECT_FALSE(p.reloadOnChange());
+  EXPECT_FALSE(p.reloadTrigger().has_value());
+  EXPECT_EQ(p.workers(), 1u);
+  p.accept("reload", "on-change");
+  p.accept("reload-trigger", "/run/reload-me");
+  p.accept("workers", "4");
+  EXPECT_TRUE(p.reloadOnChange());
+  EXPECT_EQ(*p.reloadTrigger(), "/run/reload-me");
+  EXPECT_EQ(p.workers(), 4u);
+  p.accept("reload", "off");
+  EXPECT_FALSE(p.reloadOnChange());
+  EXPECT_THROW(p.accept("reload", "always"), ParameterError);
+  EXPECT_THROW(p.accept("reload-trigger", ""), ParameterError);
+  EXPECT_THROW(p.accept("workers", "0"), ParameterError);
+  EXPECT_THROW(p.accept("workers", "65"), ParameterError);
+  EXPECT_TRUE(p.scriptConfig().empty());
+}
+
+}  // namespace
+}  // namespace pyworker

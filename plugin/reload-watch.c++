@@ -1,0 +1,84 @@
+#include "reload-watch.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <kj/debug.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+namespace pyworker {
+
+namespace {
+
+constexpr int SETTLE_MILLISECONDS = 200;
+// An editor's save is several events (write, close, rename, attrib): wait until they stop.
+
+constexpr uint32_t EVENTS = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB | IN_DELETE;
+
+}  // namespace
+
+ReloadWatch::ReloadWatch(std::optional<std::string> script, std::optional<std::string> trigger,
+                         std::function<void(const std::string& reason)> reload)
+    : reload_(std::move(reload)) {
+  int fd;
+  KJ_SYSCALL(fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  inotify_ = kj::AutoCloseFd(fd);
+  KJ_SYSCALL(fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  stop_ = kj::AutoCloseFd(fd);
+  if (script) add(*script, "the script changed");
+  if (trigger) add(*trigger, "reload-trigger was touched");
+  thread_ = std::thread([this] { watch(); });
+}
+
+ReloadWatch::~ReloadWatch() noexcept {
+  uint64_t one = 1;
+  (void)!write(stop_.get(), &one, sizeof(one));
+  thread_.join();
+}
+
+void ReloadWatch::add(const std::string& path, const char* reason) {
+  auto slash = path.rfind('/');
+  std::string directory = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (directory.empty()) directory = "/";
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  int wd = inotify_add_watch(inotify_.get(), directory.c_str(), EVENTS);
+  if (wd < 0) KJ_FAIL_SYSCALL("inotify_add_watch", errno, directory);
+  watched_.push_back({wd, name, reason});
+}
+
+void ReloadWatch::watch() {
+  alignas(inotify_event) char buffer[4096];
+  std::string pending;  // the reason of a change not yet acted on
+  for (;;) {
+    pollfd fds[] = {{stop_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
+    int r = poll(fds, 2, pending.empty() ? -1 : SETTLE_MILLISECONDS);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || (fds[0].revents & POLLIN)) return;
+    if (r == 0) {
+      // Quiet for a while after a change: act on it.
+      reload_(pending);
+      pending.clear();
+      continue;
+    }
+    ssize_t n;
+    while ((n = read(inotify_.get(), buffer, sizeof(buffer))) > 0) {
+      for (char* p = buffer; p < buffer + n;) {
+        auto* event = reinterpret_cast<inotify_event*>(p);
+        for (auto& w : watched_) {
+          if (event->wd == w.descriptor && event->len > 0 && w.name == event->name) {
+            pending = w.reason;
+          }
+        }
+        p += sizeof(inotify_event) + event->len;
+      }
+    }
+  }
+}
+
+}  // namespace pyworker
