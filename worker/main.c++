@@ -13,6 +13,7 @@
 #include <kj/debug.h>
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <thread>
 
@@ -35,6 +37,7 @@ constexpr const char USAGE[] =
 struct Arguments {
   int serveFd = -1;
   std::optional<int> configFd;
+  std::string label;  // the script's base name, given by the plugin for ps
 };
 
 std::optional<int> parseFd(std::string_view text) {
@@ -58,7 +61,10 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
   bool serveGiven = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    if (arg == "--") break;  // the rest is the label, for ps only
+    if (arg == "--") {  // the rest is the label, for ps only
+      if (i + 1 < argc) arguments.label = argv[i + 1];
+      break;
+    }
     if (arg.rfind("--serve-fd=", 0) == 0) {
       auto fd = parseFd(arg.substr(strlen("--serve-fd=")));
       if (!fd) return std::nullopt;
@@ -79,6 +85,37 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
     return std::nullopt;
   }
   return arguments;
+}
+
+void setProcessTitle(int argc, char** argv, const std::string& title, const std::string& name) {
+  // What `ps -f`, `ps aux`, `pgrep -f` show (/proc/PID/cmdline) is the memory of the argv
+  // strings: overwrite it in place. Only the strings that lie one after another are used (the
+  // kernel lays them out so; anything else is not ours to write), the rest of the area is
+  // NUL-filled so that no stale argument shows, and the title is cut to fit.
+  // WARNING: argv[] must not be read after this; parseArguments() copied what it needs.
+  if (argc < 1 || argv[0] == nullptr) return;
+  char* start = argv[0];
+  char* end = start + strlen(start) + 1;
+  for (int i = 1; i < argc && argv[i] == end; ++i) end = argv[i] + strlen(argv[i]) + 1;
+  size_t room = static_cast<size_t>(end - start);  // counts the final NUL
+  size_t length = std::min(title.size(), room - 1);
+  memcpy(start, title.data(), length);
+  memset(start + length, 0, room - length);
+  // What `ps -e`, `top` and gdb's thread list show (/proc/PID/comm, 15 bytes). Threads
+  // started later (the Python pool) inherit it.
+  char comm[16] = {};
+  strncpy(comm, name.c_str(), sizeof(comm) - 1);
+  prctl(PR_SET_NAME, comm, 0, 0, 0);
+}
+
+void showIdentity(int argc, char** argv, const Arguments& arguments) {
+  // "nbdkit-pyworker-worker ramdisk.py (nbdkit 1234)": the script and the nbdkit that started
+  // this worker (our parent now). A daemonized nbdkit serves from a child of that process;
+  // tools/pyworker-debug finds a worker's nbdkit by their sockets and pipe instead.
+  std::string label = arguments.label.empty() ? "?" : arguments.label;
+  std::string title = "nbdkit-pyworker-worker " + label + " (nbdkit " +
+                      std::to_string(static_cast<long>(getppid())) + ")";
+  setProcessTitle(argc, argv, title, "pyw:" + label);
 }
 
 capnp::ReaderOptions readerOptions() {
@@ -147,12 +184,17 @@ int run(const Arguments& arguments) {
   // happens, as on nbdkit's terminal. faulthandler prints the Python stack of every thread
   // when the worker dies of SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGILL: the plugin's log then says
   // where the script was.
+  // SIGUSR2 makes faulthandler print every thread's Python stack (to the plugin, so to
+  // nbdkit's log) without stopping the worker: `kill -USR2 PID` is a debugger-free look at
+  // where the script is (not SIGUSR1: kj reserves it). A signal the script cannot take: its
+  // code never runs on the main thread, where Python signal handlers must be set.
   // threading is imported here, on the main thread: imported first by a pool thread, it
   // would take that thread for the main one, and Py_FinalizeEx() would wait for it forever
   // (no atexit handlers, a worker that outlives nbdkit by the finish() watchdog).
-  if (PyRun_SimpleString("import sys, faulthandler, threading\n"
+  if (PyRun_SimpleString("import sys, faulthandler, signal, threading\n"
                          "sys.stdout.reconfigure(line_buffering=True)\n"
-                         "faulthandler.enable()\n") != 0) {
+                         "faulthandler.enable()\n"
+                         "faulthandler.register(signal.SIGUSR2, all_threads=True)\n") != 0) {
     fputs("nbdkit-pyworker-worker: could not set up stdout and faulthandler\n", stderr);
   }
   PyThreadState* mainThread = PyEval_SaveThread();  // Python runs on pool threads only
@@ -189,5 +231,6 @@ int main(int argc, char** argv) {
     fputs(pyworker::USAGE, stderr);
     return 1;
   }
+  pyworker::showIdentity(argc, argv, *arguments);
   return pyworker::run(*arguments);
 }
