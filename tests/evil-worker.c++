@@ -1,0 +1,310 @@
+// nbdkit-pyworker-worker-evil: a test-only worker that lies. It takes the real worker's place
+// (worker=PATH) and the same arguments, starts the real worker (PYWORKER_EVIL_REAL) on
+// socketpairs of its own, and relays the Cap'n Proto messages both ways unchanged, except the
+// one reply that PYWORKER_EVIL names, which it corrupts:
+//
+//   pread-short | pread-long   pread data one byte short / long
+//   query-range                the first query (can_write, ...) answers 7
+//   size-negative              get_size answers -1
+//   default-export-utf8        default_export's name is not UTF-8
+//   list-exports-utf8          list_exports' first name is not UTF-8
+//   extents-empty              extents returns an empty list
+//
+// With PYWORKER_EVIL_ONCE=FILE only the first such reply of the whole test is corrupted (the
+// proxy that manages to create FILE does it), so the replacement worker behaves.
+//
+// Why a relay rather than a flag in the real worker: the worker and the plugin stay exactly
+// as shipped (no fault-injection code in production), the script really runs, and the plugin
+// sees real Cap'n Proto messages from a real socket, just with wrong contents.
+
+#include <capnp/message.h>
+#include <capnp/rpc.capnp.h>
+#include <capnp/serialize.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pyworker.capnp.h"
+
+extern char** environ;
+
+namespace {
+
+std::string mode;
+std::string onceFile;
+
+struct Pending {
+  uint64_t interface;
+  uint16_t method;
+};
+
+[[noreturn]] void die(const char* what) {
+  fprintf(stderr, "nbdkit-pyworker-worker-evil: %s: %s\n", what, strerror(errno));
+  _exit(97);
+}
+
+bool readFully(int fd, void* buffer, size_t size) {
+  auto* p = static_cast<char*>(buffer);
+  while (size > 0) {
+    ssize_t n = read(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= n;
+  }
+  return true;
+}
+
+bool writeFully(int fd, const void* buffer, size_t size) {
+  auto* p = static_cast<const char*>(buffer);
+  while (size > 0) {
+    ssize_t n = write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= n;
+  }
+  return true;
+}
+
+bool readMessage(int fd, kj::Array<capnp::word>& words) {
+  // One message in the standard framing, as words (header included).
+  uint32_t first[2];
+  if (!readFully(fd, first, 8)) return false;
+  uint32_t segments = first[0] + 1;
+  if (segments > 512) return false;
+  size_t headerWords = (4 * (1 + segments) + 7) / 8;
+  std::vector<uint32_t> sizes(headerWords * 2);
+  sizes[0] = first[0];
+  sizes[1] = first[1];
+  if (headerWords > 1 && !readFully(fd, sizes.data() + 2, headerWords * 8 - 8)) return false;
+  size_t total = headerWords;
+  for (uint32_t i = 0; i < segments; ++i) total += sizes[1 + i];
+  words = kj::heapArray<capnp::word>(total);
+  memcpy(static_cast<void*>(words.begin()), sizes.data(), headerWords * 8);
+  return readFully(fd, words.begin() + headerWords, (total - headerWords) * 8);
+}
+
+capnp::ReaderOptions options() {
+  capnp::ReaderOptions o;
+  o.traversalLimitInWords = uint64_t{1} << 30;
+  return o;
+}
+
+bool claim() {
+  // Whether this reply is the one to corrupt.
+  if (onceFile.empty()) return true;
+  int fd = open(onceFile.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
+template <typename Results, typename Corrupt>
+bool rewrite(capnp::rpc::Message::Reader message, int out, Corrupt&& corrupt) {
+  capnp::MallocMessageBuilder builder;
+  builder.setRoot(message);
+  corrupt(builder.getRoot<capnp::rpc::Message>()
+              .getReturn()
+              .getResults()
+              .getContent()
+              .getAs<Results>());
+  kj::FdOutputStream stream(out);
+  capnp::writeMessage(stream, builder);
+  return true;
+}
+
+bool maybeCorrupt(capnp::rpc::Message::Reader message, const Pending& call, int out) {
+  // Returns true if it wrote a corrupted message instead of the original.
+  using namespace pyworker::rpc;
+  const uint64_t HANDLE = capnp::typeId<Handle>(), WORKER = capnp::typeId<Worker>();
+  auto is = [&](const char* m, uint64_t interface, uint16_t method) {
+    return mode == m && call.interface == interface && call.method == method;
+  };
+  if (is("pread-short", HANDLE, 4) || is("pread-long", HANDLE, 4)) {
+    if (!claim()) return false;
+    return rewrite<Handle::PreadResults>(message, out, [](Handle::PreadResults::Builder r) {
+      auto data = r.getData();
+      auto copy = kj::heapArray<kj::byte>(data.size() + 1);
+      memcpy(copy.begin(), data.begin(), data.size());
+      copy[data.size()] = 0x55;
+      r.setData(mode == "pread-short" ? copy.slice(0, data.size() == 0 ? 0 : data.size() - 1)
+                                      : copy.asPtr());
+    });
+  }
+  if (is("query-range", HANDLE, 3)) {
+    if (!claim()) return false;
+    return rewrite<Handle::QueryResults>(message, out,
+                                         [](Handle::QueryResults::Builder r) { r.setValue(7); });
+  }
+  if (is("size-negative", HANDLE, 0)) {
+    if (!claim()) return false;
+    return rewrite<Handle::GetSizeResults>(
+        message, out, [](Handle::GetSizeResults::Builder r) { r.setSize(-1); });
+  }
+  if (is("extents-empty", HANDLE, 10)) {
+    if (!claim()) return false;
+    return rewrite<Handle::ExtentsResults>(
+        message, out, [](Handle::ExtentsResults::Builder r) { r.initExtents(0); });
+  }
+  if (is("default-export-utf8", WORKER, 10)) {
+    if (!claim()) return false;
+    return rewrite<Worker::DefaultExportResults>(
+        message, out, [](Worker::DefaultExportResults::Builder r) {
+          r.setName(capnp::Text::Reader("bad\xff"));
+        });
+  }
+  if (is("list-exports-utf8", WORKER, 9)) {
+    if (!claim()) return false;
+    return rewrite<Worker::ListExportsResults>(
+        message, out, [](Worker::ListExportsResults::Builder r) {
+          r.setUseDefault(false);
+          auto list = r.initExports(1);
+          list[0].setName(capnp::Text::Reader("bad\xc0\xaf"));
+        });
+  }
+  return false;
+}
+
+struct Relay {
+  std::mutex mutex;
+  std::map<uint32_t, Pending> calls;  // the plugin's questions, by id
+};
+
+void pluginToWorker(Relay& relay, int from, int to) {
+  kj::Array<capnp::word> words;
+  while (readMessage(from, words)) {
+    try {
+      capnp::FlatArrayMessageReader reader(words, options());
+      auto message = reader.getRoot<capnp::rpc::Message>();
+      if (message.isCall()) {
+        auto call = message.getCall();
+        std::lock_guard<std::mutex> lock(relay.mutex);
+        relay.calls[call.getQuestionId()] = {call.getInterfaceId(), call.getMethodId()};
+      }
+    } catch (const kj::Exception&) {
+    }
+    if (!writeFully(to, words.begin(), words.size() * 8)) break;
+  }
+  shutdown(to, SHUT_WR);  // the real worker exits on EOF, as it would without us
+}
+
+void workerToPlugin(Relay& relay, int from, int to) {
+  kj::Array<capnp::word> words;
+  while (readMessage(from, words)) {
+    bool done = false;
+    try {
+      capnp::FlatArrayMessageReader reader(words, options());
+      auto message = reader.getRoot<capnp::rpc::Message>();
+      if (message.isReturn() && message.getReturn().isResults()) {
+        Pending call{0, 0};
+        bool known = false;
+        {
+          std::lock_guard<std::mutex> lock(relay.mutex);
+          auto it = relay.calls.find(message.getReturn().getAnswerId());
+          if (it != relay.calls.end()) {
+            call = it->second;
+            known = true;
+            relay.calls.erase(it);
+          }
+        }
+        if (known) done = maybeCorrupt(message, call, to);
+      }
+    } catch (const kj::Exception& e) {
+      fprintf(stderr, "nbdkit-pyworker-worker-evil: %s\n", e.getDescription().cStr());
+    }
+    if (!done && !writeFully(to, words.begin(), words.size() * 8)) break;
+  }
+  shutdown(to, SHUT_WR);
+}
+
+int high(int fd) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  if (copy < 0) die("fcntl");
+  return copy;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  const char* real = getenv("PYWORKER_EVIL_REAL");
+  if (real == nullptr) {
+    fputs("nbdkit-pyworker-worker-evil: PYWORKER_EVIL_REAL is not set\n", stderr);
+    return 1;
+  }
+  mode = getenv("PYWORKER_EVIL") ? getenv("PYWORKER_EVIL") : "";
+  onceFile = getenv("PYWORKER_EVIL_ONCE") ? getenv("PYWORKER_EVIL_ONCE") : "";
+
+  // --serve-fd=N [--config-fd=M] -- LABEL: the plugin's ends; the real worker gets ours at
+  // the same numbers.
+  std::vector<int> targets;
+  std::vector<std::string> args = {real};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    args.push_back(arg);
+    for (const char* prefix : {"--serve-fd=", "--config-fd="}) {
+      if (arg.rfind(prefix, 0) == 0) targets.push_back(atoi(arg.c_str() + strlen(prefix)));
+    }
+  }
+  struct Link {
+    int target, plugin, ours, theirs;
+  };
+  std::vector<Link> links;
+  for (int target : targets) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
+    links.push_back({target, high(target), high(pair[0]), high(pair[1])});
+    close(target);
+    close(pair[0]);
+    close(pair[1]);
+  }
+
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  for (auto& l : links) posix_spawn_file_actions_adddup2(&files, l.theirs, l.target);
+  std::vector<char*> childArgv;
+  for (auto& a : args) childArgv.push_back(a.data());
+  childArgv.push_back(nullptr);
+  pid_t child;
+  int error = posix_spawn(&child, real, &files, nullptr, childArgv.data(), environ);
+  if (error != 0) {
+    errno = error;
+    die(real);
+  }
+  for (auto& l : links) close(l.theirs);
+
+  std::vector<std::unique_ptr<Relay>> relays;
+  std::vector<std::thread> threads;
+  for (auto& l : links) {
+    relays.push_back(std::make_unique<Relay>());
+    Relay& relay = *relays.back();
+    threads.emplace_back([&relay, l] { pluginToWorker(relay, l.plugin, l.ours); });
+    threads.emplace_back([&relay, l] { workerToPlugin(relay, l.ours, l.plugin); });
+  }
+  for (auto& t : threads) t.detach();
+
+  // Die as the real worker died, so that the plugin's log says the same.
+  int status;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) die("waitpid");
+  }
+  if (WIFSIGNALED(status)) {
+    signal(WTERMSIG(status), SIG_DFL);
+    raise(WTERMSIG(status));
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
