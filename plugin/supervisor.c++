@@ -236,7 +236,11 @@ std::shared_ptr<WorkerInstance> Supervisor::instance() {
 }
 
 std::shared_ptr<WorkerInstance> Supervisor::instanceOf(Slot& slot) {
-  if (slot.current && !slot.current->isBroken()) return slot.current;
+  // hasExited() as well: a worker that died a moment ago may not have been noticed by its RPC
+  // thread yet, and a connection given to it would be refused.
+  if (slot.current && !slot.current->isBroken() && !slot.current->process().hasExited()) {
+    return slot.current;
+  }
   if (shutdownWatch_ && shutdownWatch_->shuttingDown()) {
     nbdkit_error("pyworker: nbdkit is shutting down: not starting another worker");
     throw ScriptFailed();
