@@ -180,6 +180,7 @@ void Supervisor::finishConfiguring(ServingLink& link, WorkerProcess& process) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
     request.setHost(link.host());
+    request.setNbdkitPid(getpid());
     // nbdkit -u/-g switched user between this worker's start and now.
     if (geteuid() != process.uid()) request.setUid(geteuid());
     if (getegid() != process.gid()) request.setGid(getegid());

@@ -164,7 +164,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
 
 WorkerProcess::~WorkerProcess() noexcept {
   try {
-    stop(1 * kj::SECONDS);
+    stop(3 * kj::SECONDS);  // room for the script's atexit handlers on a busy machine
   } catch (...) {
     // Nothing better to do in a destructor; stop() only fails if the kernel does.
   }

@@ -99,12 +99,13 @@ interface Worker {
   configComplete @2 () -> (status :Status);
   threadModel @3 () -> (status :Status, model :Int32);
   getReady @4 () -> (status :Status);
-  afterFork @5 (directory :Text, host :Host, uid :Int64 = -1, gid :Int64 = -1)
-      -> (status :Status);
+  afterFork @5 (directory :Text, host :Host, uid :Int64 = -1, gid :Int64 = -1,
+                nbdkitPid :Int64 = -1) -> (status :Status);
   # The worker changes to nbdkit's current directory first (the daemon chdir()s to "/"),
   # takes nbdkit's user and group when they are given (nbdkit -u/-g switched after the worker
   # was started: setgroups + setgid + setuid, as nbdkit does), and
-  # from now on sends Host calls to `host` (the serving connection's; the one given to `load`
+  # names itself after the serving nbdkit's pid (the daemon is not the process that started
+  # it), and from now on sends Host calls to `host` (the serving connection's; the one given to `load`
   # may have belonged to the config-phase connection, which is closed by then).
   cleanup @6 () -> ();
   dumpPlugin @7 () -> (status :Status, text :Text);

@@ -319,6 +319,24 @@ class AcknowledgedWritesTest(NbdkitTestCase):
             self.assertEqual(f.read(len(data)), data)
 
 
+class StrippedWorkerTest(NbdkitTestCase):
+
+    def test_worker_holds_only_its_stdio_pipe_and_socket(self):
+        # After the config phase: stdin /dev/null, stdout+stderr the pipe to the plugin, one
+        # socket (fd 3), and the event loop's own anonymous fds; nothing of nbdkit's.
+        server = self.start(self.script("supervision-faults.py"))
+        _, pid = served_by(server.connect())
+        fds = {}
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            fds[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        self.assertEqual(fds.pop(0), "/dev/null")
+        self.assertRegex(fds.pop(1), r"^pipe:")
+        self.assertEqual(fds.pop(2), fds.get(2, None) or os.readlink("/proc/%d/fd/1" % pid))
+        self.assertRegex(fds.pop(3), r"^socket:")
+        self.assertEqual({t for t in fds.values() if not t.startswith("anon_inode:")}, set(),
+                         "the worker holds more than it should: %s" % fds)
+
+
 class UserSwitchTest(NbdkitTestCase):
 
     def test_worker_follows_nbdkit_user_switch(self):

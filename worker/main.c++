@@ -3,6 +3,7 @@
 
 #include "host-link.h"
 #include "nbdkit-module.h"
+#include "process-title.h"
 #include "python-executor.h"
 #include "python-ref.h"
 #include "script.h"
@@ -87,35 +88,12 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
   return arguments;
 }
 
-void setProcessTitle(int argc, char** argv, const std::string& title, const std::string& name) {
-  // What `ps -f`, `ps aux`, `pgrep -f` show (/proc/PID/cmdline) is the memory of the argv
-  // strings: overwrite it in place. Only the strings that lie one after another are used (the
-  // kernel lays them out so; anything else is not ours to write), the rest of the area is
-  // NUL-filled so that no stale argument shows, and the title is cut to fit.
-  // WARNING: argv[] must not be read after this; parseArguments() copied what it needs.
-  if (argc < 1 || argv[0] == nullptr) return;
-  char* start = argv[0];
-  char* end = start + strlen(start) + 1;
-  for (int i = 1; i < argc && argv[i] == end; ++i) end = argv[i] + strlen(argv[i]) + 1;
-  size_t room = static_cast<size_t>(end - start);  // counts the final NUL
-  size_t length = std::min(title.size(), room - 1);
-  memcpy(start, title.data(), length);
-  memset(start + length, 0, room - length);
-  // What `ps -e`, `top` and gdb's thread list show (/proc/PID/comm, 15 bytes). Threads
-  // started later (the Python pool) inherit it.
-  char comm[16] = {};
-  strncpy(comm, name.c_str(), sizeof(comm) - 1);
-  prctl(PR_SET_NAME, comm, 0, 0, 0);
-}
-
 void showIdentity(int argc, char** argv, const Arguments& arguments) {
   // "nbdkit-pyworker-worker ramdisk.py (nbdkit 1234)": the script and the nbdkit that started
-  // this worker (our parent now). A daemonized nbdkit serves from a child of that process;
-  // tools/pyworker-debug finds a worker's nbdkit by their sockets and pipe instead.
-  std::string label = arguments.label.empty() ? "?" : arguments.label;
-  std::string title = "nbdkit-pyworker-worker " + label + " (nbdkit " +
-                      std::to_string(static_cast<long>(getppid())) + ")";
-  setProcessTitle(argc, argv, title, "pyw:" + label);
+  // this worker (our parent now). A daemonized nbdkit serves from a child of that process:
+  // after_fork renames us with that one's pid.
+  claimProcessTitle(argc, argv);
+  setWorkerTitle(arguments.label.empty() ? "?" : arguments.label, getppid());
 }
 
 capnp::ReaderOptions readerOptions() {
@@ -150,7 +128,7 @@ public:
 };
 
 [[noreturn]] void finish(PythonExecutor& executor, PyThreadState* mainThread) {
-  if (executor.busy() != 0) {
+  if (!executor.waitUntilIdle(std::chrono::milliseconds(500))) {
     // A callback is still running (maybe hung, maybe holding the GIL): finalizing would wait
     // for it. The plugin is gone, so nobody wants its answer.
     fflush(nullptr);
@@ -214,7 +192,10 @@ int run(const Arguments& arguments) {
   if (arguments.configFd) {
     config.emplace(*io.lowLevelProvider, *arguments.configFd, worker);
     // Normal after get_ready: the plugin closes it. Its capabilities are released by capnp.
-    configDone = config->onDisconnect().eagerlyEvaluate(nullptr);
+    // Once it has ended, its socket is closed here too: a worker keeps no fd it does not use.
+    configDone = config->onDisconnect()
+                     .then([&config]() { return kj::evalLater([&config]() { config.reset(); }); })
+                     .eagerlyEvaluate(nullptr);
   }
 
   serving.onDisconnect().wait(io.waitScope);

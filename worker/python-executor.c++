@@ -32,6 +32,11 @@ void PythonExecutor::submit(kj::Function<void()> job) {
   }
 }
 
+bool PythonExecutor::waitUntilIdle(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mutex);
+  return idleChanged.wait_for(lock, limit, [this]() { return pending == 0; });
+}
+
 size_t PythonExecutor::busy() const {
   std::unique_lock lock(mutex);
   return pending;
@@ -63,7 +68,7 @@ void PythonExecutor::threadMain() {
       auto done = kj::mv(job);
     }
     lock.lock();
-    --pending;
+    if (--pending == 0) idleChanged.notify_all();
   }
 }
 

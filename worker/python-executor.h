@@ -6,6 +6,7 @@
 #include <kj/async.h>
 #include <kj/function.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -33,12 +34,17 @@ public:
   size_t busy() const;
   // Jobs queued or running. Zero means no thread is inside the script right now.
 
+  bool waitUntilIdle(std::chrono::milliseconds limit);
+  // Whether busy() reached zero within `limit`. A job's reply can reach the plugin (and the
+  // plugin hang up) a moment before the pool thread has counted the job done.
+
 private:
   void threadMain();
 
   mutable std::mutex mutex;
   std::condition_variable wake;
   std::condition_variable ended;
+  std::condition_variable idleChanged;
   std::deque<kj::Function<void()>> queue;
   size_t maxThreads;
   size_t threads = 0;

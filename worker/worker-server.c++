@@ -5,6 +5,7 @@
 
 #include "call-context.h"
 #include "debugger-wait.h"
+#include "process-title.h"
 #include "handle-server.h"
 #include "host-link.h"
 #include "python-executor.h"
@@ -140,6 +141,7 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
     return kj::READY_NOW;
   }
   services.host.setHost(params.getHost());
+  if (params.getNbdkitPid() > 0) setWorkerTitle("", static_cast<pid_t>(params.getNbdkitPid()));
   return callOptional("after_fork").then([context](Outcome outcome) mutable {
     outcome.fill(context.getResults().initStatus());
   });
