@@ -87,8 +87,8 @@ void ServingLink::run(Call call) {
     timer = lock->timer;
   }
   lastCallWorker = process_.pid();
-  callsInFlight_++;
-  KJ_DEFER(callsInFlight_--);
+  callsStarted_++;
+  KJ_DEFER(callsFinished_++);
   int64_t timeout = timeoutMilliseconds_.load();
   if (timeout == 0) {
     executor->executeSync([&]() { return call(connection->worker()); });

@@ -41,7 +41,12 @@ public:
   // next connection gets a new worker. Counts as a death for max-restarts.
 
   bool isBroken() const { return broken_.load(); }
-  bool isBusy() const { return callsInFlight_.load() > 0; }
+  struct Progress {
+    uint64_t started = 0;
+    uint64_t finished = 0;
+  };
+  Progress progress() const { return {callsStarted_.load(), callsFinished_.load()}; }
+  // Counts of calls, for telling a slow call from a busy link without timing each call.
   // The worker died or the connection failed: every later call fails; start a new worker.
 
 private:
@@ -61,7 +66,8 @@ private:
   std::atomic<int64_t> timeoutMilliseconds_ = 0;
   // 0: no timeout.
   std::atomic<bool> broken_ = false;
-  std::atomic<int> callsInFlight_ = 0;
+  std::atomic<uint64_t> callsStarted_ = 0;
+  std::atomic<uint64_t> callsFinished_ = 0;
   kj::MutexGuarded<LoopState> state_;
   std::thread thread_;
 };

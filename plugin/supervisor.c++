@@ -201,7 +201,7 @@ void Supervisor::startServing() {
     slot.current = kj::mv(instance);
   }
   shutdownWatch_ = std::make_unique<ShutdownWatch>(
-      SHUTDOWN_GRACE, [this] { return anyWorkerBusy(); }, [this] { killAllWorkers(); });
+      SHUTDOWN_GRACE, [this] { return anyCallStalled(); }, [this] { killAllWorkers(); });
   if (setup_.reloadOnChange || setup_.reloadTrigger) {
     reloadWatch_ = std::make_unique<ReloadWatch>(
         setup_.reloadOnChange ? std::optional<std::string>(setup_.script) : std::nullopt,
@@ -209,12 +209,21 @@ void Supervisor::startServing() {
   }
 }
 
-bool Supervisor::anyWorkerBusy() {
+bool WorkerInstance::hasStalledCall() {
+  auto now = link_.progress();
+  bool stalled = now.started > now.finished && now.finished == lastSeen_.finished &&
+                 lastSeen_.started > lastSeen_.finished;
+  lastSeen_ = now;
+  return stalled;
+}
+
+bool Supervisor::anyCallStalled() {
   std::lock_guard<std::mutex> lock(mutex_);
+  bool stalled = false;
   for (auto& weak : instances_) {
-    if (auto instance = weak.lock(); instance && instance->isBusy()) return true;
+    if (auto instance = weak.lock(); instance && instance->hasStalledCall()) stalled = true;
   }
-  return false;
+  return stalled;
 }
 
 void Supervisor::killAllWorkers() {

@@ -56,12 +56,15 @@ public:
 
   ServingLink& link() { return link_; }
   bool isBroken() const { return link_.isBroken(); }
-  bool isBusy() const { return link_.isBusy(); }
+  bool hasStalledCall();
+  // Whether a call has been in flight since the previous time this was asked with none
+  // finishing in between (asked once a second by the shutdown watch only).
   WorkerProcess& process() { return *process_; }
 
 private:
   std::unique_ptr<WorkerProcess> process_;
   ServingLink link_;
+  ServingLink::Progress lastSeen_;  // the shutdown watch's thread only
 };
 
 class Supervisor {
@@ -125,7 +128,7 @@ private:
   // load + config keys, in order.
   void finishConfiguring(ServingLink& link, WorkerProcess& process);
   // after_fork for a worker whose RPC thread has just started.
-  bool anyWorkerBusy();
+  bool anyCallStalled();
   void killAllWorkers();
   // Shutdown took longer than the grace period: callbacks that never return keep nbdkit from
   // exiting, and only killing their workers fails them.
