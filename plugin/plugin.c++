@@ -20,8 +20,8 @@
 #include "script-outcome.h"
 #include "serving-link.h"
 
-#ifndef PYWORKER_PYTHON_VERSION
-#error "the build must define PYWORKER_PYTHON_VERSION"
+#if !defined(PYWORKER_PYTHON_VERSION) || !defined(PYWORKER_PYTHON_ABI_VERSION)
+#error "the build must define PYWORKER_PYTHON_VERSION and PYWORKER_PYTHON_ABI_VERSION"
 #endif
 
 // Set by nbdkit's -D pyworker.trace=1 (nbdkit looks the symbol up by name).
@@ -87,6 +87,32 @@ private:
 };
 
 WorkerLink& link() { return state().supervisor().link(); }
+
+enum class Pick { FIRST_WORKER, NEXT_WORKER };
+
+// Runs call(link, instance) for a new connection's callbacks (preconnect, list_exports,
+// default_export, open). A worker that died a moment ago may not have been noticed yet; a new
+// connection is owed a live worker, so a call that finds its worker gone is made once more,
+// on the replacement. (Before the fork there is no instance: the config-phase link.)
+template <typename Call>
+void withLiveWorker(Pick pick, Call&& call) {
+  auto& supervisor = state().supervisor();
+  if (!supervisor.forked()) {
+    call(supervisor.link(), std::shared_ptr<WorkerInstance>());
+    return;
+  }
+  for (int attempt = 1;; ++attempt) {
+    auto instance =
+        pick == Pick::FIRST_WORKER ? supervisor.firstInstance() : supervisor.instance();
+    try {
+      call(instance->link(), instance);
+      return;
+    } catch (const kj::Exception& e) {
+      if (e.getType() != kj::Exception::Type::DISCONNECTED || attempt > 1) throw;
+      instance->link().markBroken();
+    }
+  }
+}
 
 template <typename Checks>
 void verify(WorkerLink& link, Checks&& checks) {
@@ -257,7 +283,9 @@ void pyworkerDumpPlugin() {
   guarded("dump_plugin", 0, [&] {
     auto& s = state();
     if (s.parameters().script().empty()) {
+      // No script, no worker: what the worker was built against is known at build time.
       printf("python_version=%s\n", PYWORKER_PYTHON_VERSION);
+      printf("python_pep_384_abi_version=%d\n", PYWORKER_PYTHON_ABI_VERSION);
       printf("nbdkit_python_maximum_api_version=2\n");
       fflush(stdout);
       return 0;
@@ -275,8 +303,12 @@ void pyworkerDumpPlugin() {
         text.assign(t.begin(), t.size());
       });
     });
-    if (outcome.report()) fwrite(text.data(), 1, text.size(), stdout);
+    bool succeeded = outcome.report();
+    if (succeeded) fwrite(text.data(), 1, text.size(), stdout);
     fflush(stdout);
+    // nbdkit ignores dump_plugin's outcome; a script whose dump_plugin() raised must not look
+    // like a success to whoever runs --dump-plugin (in-process it crashes nbdkit).
+    if (!succeeded) exit(EXIT_FAILURE);
     return 0;
   });
 }
@@ -287,12 +319,16 @@ int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
     // No export name yet, and nbdkit_is_tls() is not available this early.
     auto info = ConnectionInfo::capture(false, false);
-    return simpleWorkerCall(link(), [&](rpc::Worker::Client& w) {
-      auto request = w.preconnectRequest();
-      request.setReadonly(readonly);
-      info.fill(request.initContext());
-      return request;
+    int result = -1;
+    withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&&) {
+      result = simpleWorkerCall(link, [&](rpc::Worker::Client& w) {
+        auto request = w.preconnectRequest();
+        request.setReadonly(readonly);
+        info.fill(request.initContext());
+        return request;
+      });
     });
+    return result;
   });
 }
 
@@ -304,27 +340,33 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     bool useDefault = false;
     size_t count = 0;
     std::vector<std::pair<std::string, std::optional<std::string>>> list;
-    auto& from = link();
-    from.run([&](rpc::Worker::Client& worker) {
-      auto request = worker.listExportsRequest();
-      request.setReadonly(readonly);
-      info.fill(request.initContext());
-      return request.send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        useDefault = response.getUseDefault();
-        auto reply = response.getExports();
-        count = reply.size();
-        if (count > MAX_EXPORTS) return;  // refused below, without copying
-        for (auto e : reply) {
-          std::optional<std::string> description;
-          if (e.getHasDescription()) description = copyText(e.getDescription());
-          list.emplace_back(copyText(e.getName()), kj::mv(description));
-        }
+    WorkerLink* from = nullptr;
+    std::shared_ptr<WorkerInstance> keep;  // so that `from` outlives the checks below
+    withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&& instance) {
+      from = &link;
+      keep = instance;
+      list.clear();
+      link.run([&](rpc::Worker::Client& worker) {
+        auto request = worker.listExportsRequest();
+        request.setReadonly(readonly);
+        info.fill(request.initContext());
+        return request.send().then([&](auto response) {
+          outcome = ScriptOutcome::from(response.getStatus());
+          useDefault = response.getUseDefault();
+          auto reply = response.getExports();
+          count = reply.size();
+          if (count > MAX_EXPORTS) return;  // refused below, without copying
+          for (auto e : reply) {
+            std::optional<std::string> description;
+            if (e.getHasDescription()) description = copyText(e.getDescription());
+            list.emplace_back(copyText(e.getName()), kj::mv(description));
+          }
+        });
       });
     });
     if (!outcome.report()) return -1;
     if (useDefault) return nbdkit_use_default_export(exports);
-    verify(from, [&] {
+    verify(*from, [&] {
       checkExportCount(count);
       for (auto& [name, description] : list) {
         checkText(name, "export name");
@@ -347,18 +389,23 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
     info.isTls = isTls;
     ScriptOutcome outcome;
     std::string name;
-    auto& from = link();
-    from.run([&](rpc::Worker::Client& worker) {
-      auto request = worker.defaultExportRequest();
-      request.setReadonly(readonly);
-      info.fill(request.initContext());
-      return request.send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        name = copyText(response.getName());
+    WorkerLink* from = nullptr;
+    std::shared_ptr<WorkerInstance> keep;  // so that `from` outlives the check below
+    withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&& instance) {
+      from = &link;
+      keep = instance;
+      link.run([&](rpc::Worker::Client& worker) {
+        auto request = worker.defaultExportRequest();
+        request.setReadonly(readonly);
+        info.fill(request.initContext());
+        return request.send().then([&](auto response) {
+          outcome = ScriptOutcome::from(response.getStatus());
+          name = copyText(response.getName());
+        });
       });
     });
     if (!outcome.report()) return nullptr;
-    verify(from, [&] { checkText(name, "default export name"); });
+    verify(*from, [&] { checkText(name, "default export name"); });
     return nbdkit_strdup_intern(name.c_str());
   });
 }
@@ -368,14 +415,16 @@ void* pyworkerOpen(int readonly) {
     auto info = ConnectionInfo::capture(true, true);
     ScriptOutcome outcome;
     auto connection = std::make_unique<Connection>();
-    connection->instance = state().supervisor().instance();
-    connection->instance->link().run([&](rpc::Worker::Client& worker) {
-      auto request = worker.openRequest();
-      request.setReadonly(readonly);
-      info.fill(request.initContext());
-      return request.send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        if (outcome.error == 0) connection->handle = response.getHandle();
+    withLiveWorker(Pick::NEXT_WORKER, [&](WorkerLink& link, auto&& instance) {
+      connection->instance = instance;
+      link.run([&](rpc::Worker::Client& worker) {
+        auto request = worker.openRequest();
+        request.setReadonly(readonly);
+        info.fill(request.initContext());
+        return request.send().then([&](auto response) {
+          outcome = ScriptOutcome::from(response.getStatus());
+          if (outcome.error == 0) connection->handle = response.getHandle();
+        });
       });
     });
     if (!outcome.report()) return nullptr;

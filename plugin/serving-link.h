@@ -41,6 +41,8 @@ public:
   // next connection gets a new worker. Counts as a death for max-restarts.
 
   bool isBroken() const { return broken_.load(); }
+  void markBroken() { broken_ = true; }
+  // A call found the worker gone before the RPC thread noticed: new connections go elsewhere.
   struct Progress {
     uint64_t started = 0;
     uint64_t finished = 0;

@@ -240,6 +240,11 @@ void Supervisor::killAllWorkers() {
   }
 }
 
+std::shared_ptr<WorkerInstance> Supervisor::firstInstance() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return instanceOf(slots_.front());
+}
+
 std::shared_ptr<WorkerInstance> Supervisor::instance() {
   std::lock_guard<std::mutex> lock(mutex_);
   return instanceOf(slots_[nextSlot_++ % slots_.size()]);

@@ -88,6 +88,12 @@ public:
   // One worker's link, for questions any of them can answer (dump_plugin, preconnect,
   // list_exports, default_export): the first slot's, replaced first if it has died.
 
+  bool forked() const { return forked_; }
+  // after_fork has run: workers are served from their RPC threads.
+
+  std::shared_ptr<WorkerInstance> firstInstance();
+  // After the fork: the first slot's worker, replaced first if it has died.
+
   std::shared_ptr<WorkerInstance> instance();
   // After the fork: the worker for a new connection (next slot in turn), replaced first if it
   // has died. Throws (already reported) when no worker can be had.

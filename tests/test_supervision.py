@@ -122,6 +122,16 @@ class WorkerDeathTest(NbdkitTestCase):
         self.assertNotEqual(new_pid, pid)
         self.assertIsNone(server.proc.poll())
 
+    def test_a_connection_right_after_a_death_is_served(self):
+        # No pause between the kill and the next connection: the plugin may not have noticed
+        # the death yet, and must still give the new connection a live worker.
+        script = self.script("supervision-faults.py")
+        server = self.start(script)
+        for _ in range(5):
+            _, pid = served_by(server.connect())
+            os.kill(pid, signal.SIGKILL)
+        self.assertNotEqual(served_by(server.connect())[1], pid)
+
     def test_sys_exit_in_a_callback_is_an_error_not_an_exit(self):
         # As in-process: SystemExit is an exception like any other; the worker lives on.
         script = self.script("supervision-faults.py")
