@@ -4,10 +4,12 @@
 
 namespace pyworker {
 
-ConfigPhaseLink::ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd)
+ConfigPhaseLink::ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd,
+                                 std::string identity)
     : io_(io),
-      connection_(*io_.lowLevelProvider, kj::mv(socket)),
-      outputPump_(pumpOutput(*io_.lowLevelProvider, outputFd).eagerlyEvaluate(nullptr)) {}
+      connection_(*io_.lowLevelProvider, kj::mv(socket), identity),
+      outputPump_(pumpOutput(*io_.lowLevelProvider, outputFd, identity + ": ")
+                      .eagerlyEvaluate(nullptr)) {}
 
 void ConfigPhaseLink::run(Call call) {
   call(connection_.worker()).wait(io_.waitScope);

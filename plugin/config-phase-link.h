@@ -5,6 +5,8 @@
 
 #include <kj/async-io.h>
 
+#include <string>
+
 #include "rpc-connection.h"
 #include "worker-link.h"
 
@@ -12,7 +14,8 @@ namespace pyworker {
 
 class ConfigPhaseLink final : public WorkerLink {
 public:
-  ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd);
+  ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd,
+                  std::string identity);
   // `io` is the main thread's one event loop (a thread may have only one), shared by every
   // worker's config-phase link and outliving them. Also pumps the worker's output (outputFd
   // stays the caller's) whenever the loop runs.

@@ -21,7 +21,8 @@ std::string printable(capnp::Text::Reader text) {
 }  // namespace
 
 kj::Promise<void> HostServer::debug(DebugContext context) {
-  nbdkit_debug("%s", printable(context.getParams().getMessage()).c_str());
+  nbdkit_debug("%s: %s", identity_.c_str(),
+               printable(context.getParams().getMessage()).c_str());
   return kj::READY_NOW;
 }
 

@@ -3,15 +3,24 @@
 // errors with no request to fail). Runs on whichever thread drives the RPC loop; every nbdkit
 // function it calls is safe from any thread.
 
+#include <string>
+
 #include "pyworker.capnp.h"
 
 namespace pyworker {
 
 class HostServer final : public rpc::Host::Server {
+public:
+  explicit HostServer(std::string identity) : identity_(kj::mv(identity)) {}
+  // `identity` ("pyworker[1234]") starts each nbdkit.debug() line: which worker spoke.
+
 protected:
   kj::Promise<void> debug(DebugContext context) override;
   kj::Promise<void> error(ErrorContext context) override;
   kj::Promise<void> shutdown(ShutdownContext context) override;
+
+private:
+  std::string identity_;
 };
 
 }  // namespace pyworker

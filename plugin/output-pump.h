@@ -7,10 +7,15 @@
 
 #include <kj/async-io.h>
 
+#include <string>
+
 namespace pyworker {
 
-kj::Promise<void> pumpOutput(kj::LowLevelAsyncIoProvider& lowLevel, int pipeFd);
+kj::Promise<void> pumpOutput(kj::LowLevelAsyncIoProvider& lowLevel, int pipeFd,
+                             std::string prefix);
 // Runs on the calling thread's event loop until the pipe ends; `pipeFd` stays owned by the
-// caller (the config-phase loop and the serving loop take turns on it).
+// caller (the config-phase loop and the serving loop take turns on it). Each line is written
+// with `prefix` in front (the worker's identity, e.g. "pyworker[1234]: "), so that a log with
+// several workers says which one spoke.
 
 }  // namespace pyworker

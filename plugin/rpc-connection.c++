@@ -14,11 +14,12 @@ capnp::ReaderOptions readerOptions() {
 
 }  // namespace
 
-RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket)
+RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket,
+                             std::string identity)
     : stream_(lowLevel.wrapSocketFd(kj::mv(socket),
                                     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
       network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, readerOptions()),
-      host_(kj::heap<HostServer>()),
+      host_(kj::heap<HostServer>(kj::mv(identity))),
       rpcSystem_(capnp::makeRpcServer(network_, host_)),
       worker_(nullptr) {
   capnp::word scratch[4];

@@ -6,6 +6,8 @@
 #include <kj/async-io.h>
 #include <kj/io.h>
 
+#include <string>
+
 #include "pyworker.capnp.h"
 
 namespace pyworker {
@@ -16,8 +18,9 @@ constexpr uint64_t TRAVERSAL_LIMIT_WORDS = 8 * 1024 * 1024 + 64 * 1024;
 
 class RpcConnection {
 public:
-  RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket);
-  // Takes ownership of `socket`.
+  RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket,
+                std::string identity);
+  // Takes ownership of `socket`. `identity` ("pyworker[PID]") labels the worker's messages.
   KJ_DISALLOW_COPY(RpcConnection);
 
   rpc::Worker::Client& worker() { return worker_; }

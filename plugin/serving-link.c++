@@ -38,10 +38,12 @@ ServingLink::~ServingLink() noexcept {
 void ServingLink::loop(kj::AutoCloseFd socket) {
   try {
     auto io = kj::setupAsyncIo();
-    RpcConnection connection(*io.lowLevelProvider, kj::mv(socket));
+    RpcConnection connection(*io.lowLevelProvider, kj::mv(socket), process_.identity());
     auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
     auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
-    auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd()).eagerlyEvaluate(nullptr);
+    auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd(),
+                             process_.identity() + ": ")
+                      .eagerlyEvaluate(nullptr);
     auto disconnected = connection.onDisconnect()
                             .then([this]() { broken_ = true; },
                                   [this](kj::Exception&&) { broken_ = true; })

@@ -139,8 +139,9 @@ const ScriptInfo& Supervisor::start() {
     slot.firstProcess = spawn(true, "worker");
     auto sockets = slot.firstProcess->takeSockets();
     slot.firstServingSocket = kj::mv(sockets.serving);
-    slot.configLink = std::make_unique<ConfigPhaseLink>(*configIo_, kj::mv(sockets.config),
-                                                        slot.firstProcess->outputFd());
+    slot.configLink = std::make_unique<ConfigPhaseLink>(
+        *configIo_, kj::mv(sockets.config), slot.firstProcess->outputFd(),
+        slot.firstProcess->identity());
     configure(*slot.configLink);
   }
   return info_;

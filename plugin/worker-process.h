@@ -41,6 +41,8 @@ public:
   // Once: the plugin's ends of the socketpairs.
 
   pid_t pid() const { return pid_; }
+  std::string identity() const { return "pyworker[" + std::to_string(pid_) + "]"; }
+  // How the log names this worker.
   uid_t uid() const { return uid_; }
   gid_t gid() const { return gid_; }
   // The credentials it was started with (nbdkit's before any -u/-g switch).

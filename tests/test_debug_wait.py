@@ -88,5 +88,33 @@ class TraceTest(NbdkitTestCase):
         self.assertNotRegex(quiet.stderr(), r"pyworker: pread: \d+ us")
 
 
+class IdentityTest(NbdkitTestCase):
+
+    def test_worker_output_and_debug_name_the_worker(self):
+        script = self.script("identity.py", text="""
+import os, sys
+import nbdkit
+API_VERSION = 2
+def config(key, value):
+    print("printed in config by", os.getpid())
+    print("no newline at the end", end="", file=sys.stderr)
+def open(readonly):
+    nbdkit.debug("debug from open in %d" % os.getpid())
+    return 1
+def get_size(h): return 4096
+def pread(h, buf, offset, flags): buf[:] = bytes(len(buf))
+""")
+        server = self.start(script, "key=value", args=["-v"])
+        server.connect().pread(512, 0)
+        pid = self.assertWorkerRunning()[0]
+        self.assertTrue(wait_until(lambda: "debug from open" in server.stderr(), 10))
+        log = server.stderr()
+        self.assertIn("pyworker[%d]: printed in config by %d\n" % (pid, pid), log)
+        self.assertIn("debug: pyworker[%d]: debug from open in %d" % (pid, pid), log)
+        self.close_handles()
+        self.assertEqual(server.stop(), 0)
+        self.assertIn("pyworker[%d]: no newline at the end\n" % pid, server.stderr())
+
+
 if __name__ == "__main__":
     unittest.main()
