@@ -119,6 +119,22 @@ def worker_pids(token):
     return found
 
 
+def child_pids(parent, include_zombies=False):
+    """Processes whose parent is `parent` (by /proc/*/stat: /proc/PID/task/TID/children lists
+    only a thread's own children, and a worker may be made on a thread that has ended)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and (include_zombies or fields[0] != "Z"):
+                found.append(int(entry))
+    return found
+
+
 def wait_until(predicate, timeout, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -349,6 +365,19 @@ class NbdkitTestCase(unittest.TestCase):
             self.fail("command failed (exit %d): %s\nstdout:\n%s\nstderr:\n%s"
                       % (result.returncode, " ".join(argv), result.stdout, result.stderr))
         return result
+
+    def kill_pidfile(self, pidfile):
+        """Cleanup for a daemon: stop it however its test ended (before the worker check)."""
+        self.close_handles()  # nbdkit waits for connected clients before it exits
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            return
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            if not wait_until(lambda: not pid_alive(pid), 10):
+                os.kill(pid, signal.SIGKILL)
 
     def wait_workers_gone(self, timeout=WORKER_EXIT_TIMEOUT):
         """Polls until no worker of this test is alive; returns those still alive."""

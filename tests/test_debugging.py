@@ -265,18 +265,6 @@ class DaemonDebuggingTest(DebuggerTestCase):
         self.assertRegex(r.stdout, r"(?m)^\d+ +%d +\d+ +%s: " % (pid, os.path.basename(script)))
         self.assertNotIn("%d " % worker, r.stdout)
 
-    def kill_pidfile(self, pidfile):
-        self.close_handles()  # nbdkit waits for connected clients before it exits
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read())
-        except (OSError, ValueError):
-            return
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid), 10):
-                os.kill(pid, signal.SIGKILL)
-
 
 if __name__ == "__main__":
     harness.main()

@@ -23,22 +23,6 @@ CONNECTIONS = int(os.environ.get("PYWORKER_HYGIENE_CONNECTIONS", "2000"))
 RSS_SLACK_KIB = 8 * 1024
 
 
-def children(pid, include_zombies=False):
-    # By parent pid: /proc/PID/task/TID/children lists only the children a thread made, and
-    # a replacement worker is made on a connection thread that may have ended since.
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and (include_zombies or fields[0] != "Z"):
-                found.append(int(entry))
-    return found
-
-
 def zombies(pids):
     out = []
     for p in pids:
@@ -77,12 +61,12 @@ class HygieneTest(NbdkitTestCase):
             return None
 
     def restart(self, server):
-        workers = children(server.pid)
+        workers = harness.child_pids(server.pid)
         self.assertEqual(len(workers), 1, workers)
         os.kill(workers[0], signal.SIGKILL)
         self.assertTrue(wait_until(lambda: not pid_alive(workers[0]), 10))
         self.read_once(server)  # served by a replacement
-        new = children(server.pid)
+        new = harness.child_pids(server.pid)
         self.assertNotIn(workers[0], new)
 
     def settled(self, server, before):
@@ -122,8 +106,8 @@ class HygieneTest(NbdkitTestCase):
         self.assertEqual(after["threads"], before["threads"], "nbdkit's threads grew")
         self.assertLess(after["rss_kib"] - before["rss_kib"], RSS_SLACK_KIB,
                         "nbdkit's RSS grew")
-        self.assertEqual(zombies(children(server.pid, include_zombies=True)), [], "unreaped workers")
-        self.assertEqual(len(children(server.pid)), 1)
+        self.assertEqual(zombies(harness.child_pids(server.pid, include_zombies=True)), [], "unreaped workers")
+        self.assertEqual(len(harness.child_pids(server.pid)), 1)
         self.assertIsNone(server.proc.poll())
 
 

@@ -142,19 +142,6 @@ class DaemonTest(NbdkitTestCase):
             pid = int(f.read())
         return pid, sock
 
-    def kill_pidfile(self, pidfile):
-        """Cleanup: stop a daemon however its test ended (runs before the worker check)."""
-        self.close_handles()  # nbdkit waits for connected clients before it exits
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read())
-        except (OSError, ValueError):
-            return
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid), 10):
-                os.kill(pid, signal.SIGKILL)
-
     def connect(self, sock):
         h = harness.nbd.NBD()
         h.connect_unix(sock)

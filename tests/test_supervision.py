@@ -194,17 +194,8 @@ print("new worker:", first.split(";")[1] != second.split(";")[1])
 
 def zombie_children(parent):
     """Children of `parent` that died but were never reaped."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == parent:
-                found.append(int(entry))
-    return found
+    return [p for p in harness.child_pids(parent, include_zombies=True)
+            if p not in harness.child_pids(parent)]
 
 
 class CrashInEveryModeTest(NbdkitTestCase):
