@@ -24,6 +24,12 @@ DisconnectFunction nbdkitDisconnect() {
 
 }  // namespace
 
+bool disconnectClient(bool force) {
+  auto function = nbdkitDisconnect();
+  if (function) function(force);
+  return function != nullptr;
+}
+
 ScriptOutcome ScriptOutcome::from(rpc::Status::Reader status) {
   ScriptOutcome outcome;
   int error = status.getErrno();
@@ -40,9 +46,7 @@ ScriptOutcome ScriptOutcome::from(rpc::Status::Reader status) {
 bool ScriptOutcome::report() const {
   if (disconnect != rpc::Disconnect::NONE) {
     bool force = disconnect == rpc::Disconnect::FORCE;
-    if (auto function = nbdkitDisconnect()) {
-      function(force);
-    } else {
+    if (!disconnectClient(force)) {
       nbdkit_debug("pyworker: nbdkit.disconnect(%s) needs nbdkit >= 1.34; ignored",
                    force ? "True" : "False");
     }

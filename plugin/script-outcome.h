@@ -8,6 +8,11 @@
 
 namespace pyworker {
 
+bool disconnectClient(bool force);
+// nbdkit_disconnect() on the calling connection thread, where nbdkit has it (1.34 and later);
+// returns false on older nbdkit (1.32 has none), where a connection cannot be ended by a
+// plugin.
+
 struct ScriptOutcome {
   int error = 0;
   std::string message;

@@ -55,6 +55,9 @@ void reportFault(const char* callback, const kj::Exception& e) {
     if (pid <= 0 && current) pid = current->workerPid();
     nbdkit_error("pyworker: %s: lost the worker process (pid %d) during this request",
                  callback, static_cast<int>(pid));
+    // The connection's handle died with its worker: every later request would fail too.
+    // Where nbdkit can end the connection (1.34+) it does; on 1.32 they fail with EIO.
+    disconnectClient(true);
   } else {
     nbdkit_error("pyworker: %s: %s", callback, e.getDescription().cStr());
   }
