@@ -91,16 +91,12 @@ WorkerLink& link() { return state().supervisor().link(); }
 enum class Pick { FIRST_WORKER, NEXT_WORKER };
 
 // Runs call(link, instance) for a new connection's callbacks (preconnect, list_exports,
-// default_export, open). A worker that died a moment ago may not have been noticed yet; a new
-// connection is owed a live worker, so a call that finds its worker gone is made once more,
-// on the replacement. (Before the fork there is no instance: the config-phase link.)
+// default_export, open: nbdkit makes them only after after_fork). A worker that died a moment
+// ago may not have been noticed yet; a new connection is owed a live worker, so a call that
+// finds its worker gone is made once more, on the replacement.
 template <typename Call>
 void withLiveWorker(Pick pick, Call&& call) {
   auto& supervisor = state().supervisor();
-  if (!supervisor.forked()) {
-    call(supervisor.link(), std::shared_ptr<WorkerInstance>());
-    return;
-  }
   for (int attempt = 1;; ++attempt) {
     auto instance =
         pick == Pick::FIRST_WORKER ? supervisor.firstInstance() : supervisor.instance();

@@ -166,11 +166,9 @@ void Supervisor::forEachWorker(const std::function<void(WorkerLink&)>& call) {
 }
 
 WorkerLink& Supervisor::link() {
-  if (!forked_) return *slots_.front().configLink;
-  std::lock_guard<std::mutex> lock(mutex_);
-  // The instance stays referenced by the slot while the caller uses the link, unless it dies
-  // and is replaced meanwhile; then the call fails like any call to a dead worker.
-  return instanceOf(slots_.front())->link();
+  // After the fork a link is only safe to use with its WorkerInstance held: firstInstance().
+  KJ_REQUIRE(!forked_, "the config-phase link is gone after the fork");
+  return *slots_.front().configLink;
 }
 
 void Supervisor::endConfigPhase() {
@@ -245,11 +243,14 @@ void Supervisor::killAllWorkers() {
 }
 
 std::shared_ptr<WorkerInstance> Supervisor::firstInstance() {
+  // Before the fork a replacement would start an RPC thread in a process about to fork.
+  KJ_REQUIRE(forked_, "no serving worker before after_fork");
   std::lock_guard<std::mutex> lock(mutex_);
   return instanceOf(slots_.front());
 }
 
 std::shared_ptr<WorkerInstance> Supervisor::instance() {
+  KJ_REQUIRE(forked_, "no serving worker before after_fork");
   std::lock_guard<std::mutex> lock(mutex_);
   return instanceOf(slots_[nextSlot_++ % slots_.size()]);
 }

@@ -85,11 +85,8 @@ public:
   // is not replaced for this).
 
   WorkerLink& link();
-  // One worker's link, for questions any of them can answer (dump_plugin, preconnect,
-  // list_exports, default_export): the first slot's, replaced first if it has died.
-
-  bool forked() const { return forked_; }
-  // after_fork has run: workers are served from their RPC threads.
+  // Before the fork: the first worker's config-phase link, for questions any worker can
+  // answer (dump_plugin).
 
   std::shared_ptr<WorkerInstance> firstInstance();
   // After the fork: the first slot's worker, replaced first if it has died.
