@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -26,7 +27,13 @@ namespace {
 
 constexpr int SERVE_FD = 3;
 constexpr int CONFIG_FD = 4;
-constexpr int FIRST_FREE_FD = 5;
+constexpr int DATA_FD = 5;
+constexpr int FIRST_FREE_FD = 6;
+
+constexpr size_t DATA_SIZE = 64 * 1024 * 1024 + 2 * 1024 * 1024;
+// nbdkit's largest request (64 MiB) plus room for smaller ones beside it. A memfd's pages
+// exist only once touched, so the idle cost is address space, not memory.
+constexpr size_t DATA_UNIT = 64 * 1024;
 // The worker's ends are moved above the fds they are dup2()ed onto: dup2(fd, fd) would keep
 // FD_CLOEXEC and the worker would start without its socket.
 
@@ -92,6 +99,10 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   KJ_SYSCALL(pipe2(outputPipe, O_CLOEXEC));
   kj::AutoCloseFd outputRead(outputPipe[0]);
   auto outputWrite = moveAbove(kj::AutoCloseFd(outputPipe[1]), FIRST_FREE_FD);
+  int memfd;
+  KJ_SYSCALL(memfd = memfd_create("pyworker-data", MFD_CLOEXEC));
+  auto dataFd = moveAbove(kj::AutoCloseFd(memfd), FIRST_FREE_FD);
+  KJ_SYSCALL(ftruncate(dataFd.get(), static_cast<off_t>(DATA_SIZE)));
   auto serving = makeSocketPair();
   SocketPair config;
   if (withConfigSocket) config = makeSocketPair();
@@ -99,6 +110,8 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   // Everything the child needs is built here: after posix_spawn's clone only exec runs.
   std::vector<std::string> args = {workerPath, "--serve-fd=" + std::to_string(SERVE_FD)};
   if (withConfigSocket) args.push_back("--config-fd=" + std::to_string(CONFIG_FD));
+  args.push_back("--data-fd=" + std::to_string(DATA_FD));
+  args.push_back("--data-size=" + std::to_string(DATA_SIZE));
   args.push_back("--");
   args.push_back(label);
   std::vector<char*> argv;
@@ -116,6 +129,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
     check(posix_spawn_file_actions_adddup2(&files.actions, config.workerEnd.get(), CONFIG_FD),
           "adddup2(config)");
   }
+  check(posix_spawn_file_actions_adddup2(&files.actions, dataFd.get(), DATA_FD), "adddup2(data)");
 
   SpawnAttributes attrs;
   sigset_t none, all;
@@ -159,6 +173,11 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   }
   lifeline_ = duplicateAbove(serving.pluginEnd.get(), FIRST_FREE_FD);
   sockets_ = {kj::mv(serving.pluginEnd), kj::mv(config.pluginEnd)};
+  void* map = mmap(nullptr, DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, dataFd.get(), 0);
+  if (map == MAP_FAILED) KJ_FAIL_SYSCALL("mmap(pyworker-data)", errno);
+  dataMap_ = static_cast<kj::byte*>(map);
+  dataSize_ = DATA_SIZE;
+  arena_ = std::make_unique<SharedArena>(dataMap_, DATA_SIZE, DATA_UNIT);
   output_ = kj::mv(outputRead);
 }
 
@@ -168,6 +187,8 @@ WorkerProcess::~WorkerProcess() noexcept {
   } catch (...) {
     // Nothing better to do in a destructor; stop() only fails if the kernel does.
   }
+  arena_.reset();
+  if (dataMap_ != nullptr) munmap(dataMap_, dataSize_);
 }
 
 WorkerProcess::Sockets WorkerProcess::takeSockets() { return kj::mv(sockets_); }

@@ -11,7 +11,10 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <memory>
 #include <string>
+
+#include "shared-arena.h"
 
 namespace pyworker {
 
@@ -24,6 +27,9 @@ public:
   };
 
   int outputFd() const { return output_.get(); }
+
+  SharedArena& sharedData() { return *arena_; }
+  // The payload memory shared with this worker (a memfd it maps too, given as --data-fd).
   // The read end of the worker's stdout+stderr pipe (see output-pump.h); owned here.
 
   WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket,
@@ -76,6 +82,9 @@ private:
   // without risking a recycled pid.
   Sockets sockets_;
   kj::AutoCloseFd output_;
+  kj::byte* dataMap_ = nullptr;
+  size_t dataSize_ = 0;
+  std::unique_ptr<SharedArena> arena_;
   kj::AutoCloseFd lifeline_;
   // A duplicate of the plugin's serving end, kept to shutdown() the socket itself when
   // stopping: closing our fd alone is not EOF while a copy lives on (nbdkit --run forks, and

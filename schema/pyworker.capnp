@@ -56,6 +56,13 @@ struct Export {
   hasDescription @2 :Bool;
 }
 
+struct SharedRange {
+  # A range of the data memory that the plugin shares with this worker (a memfd the worker
+  # gets at spawn, see the worker's --data-fd). Each request in flight has its own range.
+  offset @0 :UInt64;
+  length @1 :UInt32;
+}
+
 struct Extent {
   offset @0 :UInt64;
   length @1 :UInt64;
@@ -129,9 +136,13 @@ interface Handle {
   exportDescription @2 () -> (status :Status, description :Text, hasDescription :Bool);
   query @3 (query :Query) -> (status :Status, value :Int32);
 
-  pread @4 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status, data :Data);
-  # On success `data` is exactly `count` bytes; the plugin checks it.
-  pwrite @5 (data :Data, offset :UInt64, flags :UInt32) -> (status :Status);
+  pread @4 (count :UInt32, offset :UInt64, flags :UInt32, shared :SharedRange)
+      -> (status :Status, data :Data);
+  # Without `shared`, on success `data` is exactly `count` bytes; the plugin checks it. With
+  # `shared` (length == count), the script fills that range and `data` stays empty.
+  pwrite @5 (data :Data, offset :UInt64, flags :UInt32, shared :SharedRange)
+      -> (status :Status);
+  # With `shared`, the bytes to write are in that range and `data` is empty.
   flush @6 (flags :UInt32) -> (status :Status);
   trim @7 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
   zero @8 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);

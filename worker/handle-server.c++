@@ -188,14 +188,28 @@ kj::Promise<void> HandleServer::query(QueryContext context) {
   });
 }
 
+uint8_t* HandleServer::sharedRange(rpc::SharedRange::Reader range, uint32_t count) {
+  // The plugin names the range; a range outside the mapping is a plugin bug, not a script's.
+  KJ_REQUIRE(range.getLength() == count && range.getOffset() <= services.data.size &&
+                 count <= services.data.size - range.getOffset(),
+             "shared range outside the data memory", range.getOffset(), count,
+             services.data.size);
+  return services.data.base + range.getOffset();
+}
+
 kj::Promise<void> HandleServer::pread(PreadContext context) {
   auto params = context.getParams();
   uint32_t count = params.getCount();
   uint64_t offset = params.getOffset();
   uint32_t flags = params.getFlags();
-  // The script writes straight into the reply (allocated here, on the loop thread).
-  auto data = context.getResults().initData(count);
-  uint8_t* buffer = data.begin();
+  // The script writes straight into the shared range the plugin named, or else into the reply
+  // (allocated here, on the loop thread).
+  uint8_t* buffer;
+  if (params.hasShared()) {
+    buffer = sharedRange(params.getShared(), count);
+  } else {
+    buffer = context.getResults().initData(count).begin();
+  }
   return onPool<Outcome>([this, buffer, count, offset, flags]() {
     return call("pread", [&]() {
       PyRef fn = services.script.lookup("pread");
@@ -229,9 +243,17 @@ kj::Promise<void> HandleServer::pread(PreadContext context) {
 
 kj::Promise<void> HandleServer::pwrite(PwriteContext context) {
   auto params = context.getParams();
-  auto data = params.getData();  // read once: each get spends traversal budget
-  const uint8_t* bytes = data.begin();
-  size_t size = data.size();
+  const uint8_t* bytes;
+  size_t size;
+  if (params.hasShared()) {
+    auto shared = params.getShared();
+    size = shared.getLength();
+    bytes = sharedRange(shared, shared.getLength());
+  } else {
+    auto data = params.getData();  // read once: each get spends traversal budget
+    bytes = data.begin();
+    size = data.size();
+  }
   uint64_t offset = params.getOffset();
   uint32_t flags = params.getFlags();
   return onPool<Outcome>([this, bytes, size, offset, flags]() {

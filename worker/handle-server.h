@@ -32,6 +32,9 @@ protected:
   kj::Promise<void> extents(ExtentsContext context) override;
 
 private:
+  uint8_t* sharedRange(rpc::SharedRange::Reader range, uint32_t count);
+  // Where a request's payload lies in the data memory shared with the plugin.
+
   template <typename T>
   kj::Promise<T> onPool(kj::Function<T()> job);
 

@@ -14,6 +14,7 @@
 #include <kj/debug.h>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,8 @@ constexpr const char USAGE[] =
 struct Arguments {
   int serveFd = -1;
   std::optional<int> configFd;
+  std::optional<int> dataFd;  // the memfd of request payloads shared with the plugin
+  size_t dataSize = 0;
   std::string label;  // the script's base name, given by the plugin for ps
 };
 
@@ -57,7 +60,8 @@ bool isSocket(int fd) {
 }
 
 std::optional<Arguments> parseArguments(int argc, char** argv) {
-  // nbdkit-pyworker-worker --serve-fd=N [--config-fd=M] [--] LABEL
+  // nbdkit-pyworker-worker --serve-fd=N [--config-fd=M] [--data-fd=D --data-size=BYTES]
+  //                        [--] LABEL
   Arguments arguments;
   bool serveGiven = false;
   for (int i = 1; i < argc; ++i) {
@@ -75,10 +79,22 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
       auto fd = parseFd(arg.substr(strlen("--config-fd=")));
       if (!fd) return std::nullopt;
       arguments.configFd = *fd;
+    } else if (arg.rfind("--data-fd=", 0) == 0) {
+      auto fd = parseFd(arg.substr(strlen("--data-fd=")));
+      if (!fd) return std::nullopt;
+      arguments.dataFd = *fd;
+    } else if (arg.rfind("--data-size=", 0) == 0) {
+      auto text = arg.substr(strlen("--data-size="));
+      char* end = nullptr;
+      std::string copy(text);
+      unsigned long long size = strtoull(copy.c_str(), &end, 10);
+      if (copy.empty() || *end != '\0') return std::nullopt;
+      arguments.dataSize = size;
     } else if (arg.rfind("--", 0) == 0) {
       return std::nullopt;
     }
   }
+  if (arguments.dataFd && (*arguments.dataFd < 3 || arguments.dataSize == 0)) return std::nullopt;
   if (!serveGiven || arguments.serveFd < 3 || !isSocket(arguments.serveFd)) return std::nullopt;
   if (arguments.configFd &&
       (*arguments.configFd < 3 || *arguments.configFd == arguments.serveFd ||
@@ -147,7 +163,8 @@ public:
 }
 
 int run(const Arguments& arguments) {
-  int highest = std::max(arguments.serveFd, arguments.configFd.value_or(-1));
+  int highest = std::max({arguments.serveFd, arguments.configFd.value_or(-1),
+                          arguments.dataFd.value_or(-1)});
   // Nothing of nbdkit's (client sockets, the other end of our socketpairs) may stay open here.
   KJ_SYSCALL(close_range(highest + 1, ~0U, 0));
   signal(SIGPIPE, SIG_IGN);
@@ -184,7 +201,18 @@ int run(const Arguments& arguments) {
   Script script(host);
   CloseErrors closeErrors;
   kj::TaskSet closes(closeErrors);
-  rpc::Worker::Client worker = kj::heap<WorkerServer>(Services{script, executor, host, closes});
+  SharedData data;
+  if (arguments.dataFd) {
+    // Mapped once; the fd itself is not needed afterwards (a worker keeps no fd it does not
+    // use).
+    void* base = mmap(nullptr, arguments.dataSize, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      *arguments.dataFd, 0);
+    if (base == MAP_FAILED) KJ_FAIL_SYSCALL("mmap(--data-fd)", errno, arguments.dataSize);
+    close(*arguments.dataFd);
+    data = {static_cast<uint8_t*>(base), arguments.dataSize};
+  }
+  rpc::Worker::Client worker =
+      kj::heap<WorkerServer>(Services{script, executor, host, closes, data});
 
   Connection serving(*io.lowLevelProvider, arguments.serveFd, worker);
   std::optional<Connection> config;
