@@ -17,8 +17,9 @@ constexpr std::array<std::string_view, 10> PYWORKER_KEYS = {
 
 constexpr unsigned MAX_WORKERS = 64;
 
-constexpr uint64_t MINIMUM_MEMORY = 64 * 1024 * 1024;
-// Below this an embedded Python with its thread stacks cannot even start.
+constexpr uint64_t MINIMUM_MEMORY = 256 * 1024 * 1024;
+// Below this a worker cannot even start: an embedded Python, its threads' stacks and malloc
+// arenas, and the 66 MiB of shared data memory all count against RLIMIT_AS.
 constexpr double MAXIMUM_SECONDS = 365.0 * 24 * 3600;
 
 unsigned parseCount(const std::string& key, const std::string& value) {
@@ -89,7 +90,7 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
     auto bytes = parseSize_ ? parseSize_(value) : std::nullopt;
     if (!bytes) throw ParameterError("memory=" + value + ": expected a size such as 512M or 2G");
     if (*bytes < MINIMUM_MEMORY) {
-      throw ParameterError("memory=" + value + ": too small for a Python worker (at least 64M)");
+      throw ParameterError("memory=" + value + ": too small for a Python worker (at least 256M)");
     }
     memoryLimit_ = *bytes;
   } else if (key == "max-restarts") {

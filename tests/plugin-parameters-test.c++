@@ -122,7 +122,9 @@ TEST(PluginParameters, BadSupervisionValuesNameTheProblem) {
   EXPECT_EQ(message("timeout", "0"), "timeout=0: expected a number of seconds, at least 0.001");
   EXPECT_EQ(message("timeout", "nan"), "timeout=nan: expected a number of seconds, at least 0.001");
   EXPECT_EQ(message("memory", "lots"), "memory=lots: expected a size such as 512M or 2G");
-  EXPECT_EQ(message("memory", "1M"), "memory=1M: too small for a Python worker (at least 64M)");
+  EXPECT_EQ(message("memory", "255M"),
+            "memory=255M: too small for a Python worker (at least 256M)");
+  EXPECT_EQ(message("memory", "1M"), "memory=1M: too small for a Python worker (at least 256M)");
   EXPECT_EQ(message("max-restarts", "-3"), "max-restarts=-3: expected a whole number");
   EXPECT_EQ(message("max-restarts", "3x"), "max-restarts=3x: expected a whole number");
   EXPECT_EQ(message("restart-window", "0.5"),
