@@ -400,6 +400,22 @@ class NbdkitTestCase(unittest.TestCase):
         return cm.exception
 
 
+def timed_parallel_reads(server, connections, per_connection):
+    """Opens `connections` connections to `server`, issues `per_connection` 4 KiB reads on
+    each at once, waits for them all; returns the seconds that took (thread-model tests)."""
+    handles = [server.connect() for _ in range(connections)]
+    start = time.monotonic()
+    cookies = []
+    for i, h in enumerate(handles):
+        for k in range(per_connection):
+            offset = (i * per_connection + k) * 4096
+            cookies.append((h, h.aio_pread(nbd.Buffer(4096), offset)))
+    for h, cookie in cookies:
+        while not h.aio_command_completed(cookie):
+            h.poll(-1)
+    return time.monotonic() - start
+
+
 def pattern(size, seed=0):
     """Deterministic non-trivial bytes: every 8-byte word differs."""
     out = bytearray(size)

@@ -10,10 +10,6 @@ from harness import PYWORKER, NbdkitTestCase, fast_pattern, pattern
 MiB = 1024 * 1024
 
 
-def nbd_buffer(size):
-    return harness.nbd.Buffer(size)
-
-
 class BasicTest(NbdkitTestCase):
 
     def test_size_nbdinfo(self):
@@ -257,29 +253,15 @@ class BasicTest(NbdkitTestCase):
             for k in range(4):
                 self.assertEqual(handles[(i + 1) % 4].pread(MiB, (i * 4 + k) * MiB), blocks[i])
 
-    def timed_parallel_reads(self, server, connections, per_connection):
-        import time
-        handles = [server.connect() for _ in range(connections)]
-        start = time.monotonic()
-        cookies = []
-        for i, h in enumerate(handles):
-            for k in range(per_connection):
-                off = (i * per_connection + k) * 4096
-                cookies.append((h, h.aio_pread(nbd_buffer(4096), off), off))
-        for h, c, off in cookies:
-            while not h.aio_command_completed(c):
-                h.poll(-1)
-        return time.monotonic() - start
-
     def test_parallel_model_overlaps_requests(self):
         # 8 reads of 0.5 s each, on 4 connections: PARALLEL (as in-process, the sleeps
         # release the GIL) takes about 0.5 s; SERIALIZE_ALL_REQUESTS about 4 s.
         server = self.start(self.script("test-slow.py"), "model=parallel")
-        elapsed = self.timed_parallel_reads(server, 4, 2)
+        elapsed = harness.timed_parallel_reads(server, 4, 2)
         self.assertLess(elapsed, 2.0, "PARALLEL requests did not overlap")
         serial = self.start(self.script("test-slow.py"), "model=serialize_all_requests",
                             "delay=0.25")
-        elapsed = self.timed_parallel_reads(serial, 4, 2)
+        elapsed = harness.timed_parallel_reads(serial, 4, 2)
         self.assertGreaterEqual(elapsed, 8 * 0.25 - 0.05, "SERIALIZE_ALL_REQUESTS overlapped")
 
     def test_fio_verify(self):

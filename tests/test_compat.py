@@ -135,37 +135,24 @@ class ThreadModelTest(NbdkitTestCase):
     """thread_model() is honoured: a script whose reads sleep 1 s serves 8 concurrent reads
     in well under 8 s under PARALLEL and SERIALIZE_REQUESTS, not under SERIALIZE_ALL."""
 
-    def timed_reads(self, server, connections, per_connection):
-        handles = [server.connect() for _ in range(connections)]
-        start = time.monotonic()
-        cookies = []
-        for i, h in enumerate(handles):
-            for k in range(per_connection):
-                off = (i * per_connection + k) * 4096
-                cookies.append((h, h.aio_pread(harness.nbd.Buffer(4096), off)))
-        for h, c in cookies:
-            while not h.aio_command_completed(c):
-                h.poll(-1)
-        return time.monotonic() - start
-
     def test_parallel_serves_8_reads_of_one_connection_at_once(self):
         server = self.start(self.script("test-slow.py"), "model=parallel", "delay=1")
-        elapsed = self.timed_reads(server, 1, 8)
+        elapsed = harness.timed_parallel_reads(server, 1, 8)
         self.assertLess(elapsed, 3.0, "8 PARALLEL reads of 1 s took %.1f s" % elapsed)
 
     def test_serialize_requests_serves_8_connections_at_once(self):
         server = self.start(self.script("test-slow.py"), "model=serialize_requests",
                             "delay=1")
-        elapsed = self.timed_reads(server, 8, 1)
+        elapsed = harness.timed_parallel_reads(server, 8, 1)
         self.assertLess(elapsed, 3.0, "8 SERIALIZE_REQUESTS reads took %.1f s" % elapsed)
         # ... but one connection's requests still queue
-        elapsed = self.timed_reads(server, 1, 3)
+        elapsed = harness.timed_parallel_reads(server, 1, 3)
         self.assertGreaterEqual(elapsed, 2.9, "one connection's requests overlapped")
 
     def test_serialize_all_requests_queues_8_connections(self):
         server = self.start(self.script("test-slow.py"), "model=serialize_all_requests",
                             "delay=0.5")
-        elapsed = self.timed_reads(server, 8, 1)
+        elapsed = harness.timed_parallel_reads(server, 8, 1)
         self.assertGreaterEqual(elapsed, 8 * 0.5 - 0.1, "SERIALIZE_ALL_REQUESTS overlapped")
 
     def test_thread_model_reported_by_dump_plugin(self):
