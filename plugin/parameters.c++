@@ -1,6 +1,5 @@
 #include "parameters.h"
 
-#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -10,10 +9,6 @@
 namespace pyworker {
 
 namespace {
-
-constexpr std::array<std::string_view, 10> PYWORKER_KEYS = {
-    "script",     "worker",  "timeout", "memory", "max-restarts", "restart-window",
-    "debug-wait", "workers", "reload",  "reload-trigger"};
 
 constexpr unsigned MAX_WORKERS = 64;
 
@@ -33,13 +28,6 @@ unsigned parseCount(const std::string& key, const std::string& value) {
 }
 
 }  // namespace
-
-bool Parameters::isPyworkerKey(std::string_view key) {
-  for (auto k : PYWORKER_KEYS) {
-    if (k == key) return true;
-  }
-  return false;
-}
 
 std::chrono::milliseconds Parameters::parseSeconds(const std::string& key,
                                                   const std::string& value, double minimum) {

@@ -35,9 +35,6 @@ public:
   void checkComplete() const;
   // Throws ParameterError if nothing says which script to run.
 
-  static bool isPyworkerKey(std::string_view key);
-  // Keys consumed by pyworker and never shown to the script.
-
   const std::string& script() const { return script_; }
   const std::optional<std::string>& workerPath() const { return workerPath_; }
   const std::vector<std::pair<std::string, std::string>>& scriptConfig() const {

@@ -98,7 +98,7 @@ interface Host {
 interface Worker {
   # Process-wide callbacks, in nbdkit's order. The plugin calls `load` once, first.
 
-  load @0 (script :Text, host :Host, verbose :Bool, debugWait :Bool)
+  load @0 (script :Text, host :Host, debugWait :Bool)
       -> (status :Status, info :ScriptInfo);
   # Runs the script as __main__ and checks that open, get_size and pread exist. With
   # debugWait, first waits (without the GIL) until a debugger has attached to the worker.

@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -319,8 +318,8 @@ class NbdkitTestCase(unittest.TestCase):
         server.script = script
         self.servers.append(server)
         if wait:
-            ok = wait_until(lambda: os.path.exists(sock) or proc.poll() is not None,
-                            STARTUP_TIMEOUT)
+            wait_until(lambda: os.path.exists(sock) or proc.poll() is not None,
+                       STARTUP_TIMEOUT)
             if not os.path.exists(sock):
                 server.stop()
                 self.fail("nbdkit did not start (exit %s): %s\nstderr:\n%s"

@@ -63,10 +63,14 @@ TEST(PluginParameters, NoScriptIsReported) {
 }
 
 TEST(PluginParameters, OwnKeys) {
-  EXPECT_TRUE(Parameters::isPyworkerKey("script"));
-  EXPECT_TRUE(Parameters::isPyworkerKey("worker"));
-  EXPECT_FALSE(Parameters::isPyworkerKey("size"));
-  EXPECT_FALSE(Parameters::isPyworkerKey("Script"));
+  // pyworker's keys are consumed; anything else, whatever its case, goes to the script.
+  Parameters p;
+  p.accept("script", "/s.py");
+  p.accept("worker", "/w");
+  p.accept("size", "1");
+  p.accept("Script", "2");
+  std::vector<std::pair<std::string, std::string>> expected = {{"size", "1"}, {"Script", "2"}};
+  EXPECT_EQ(p.scriptConfig(), expected);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@ import json
 import os
 
 import harness
-from harness import PYWORKER, NbdkitTestCase, fast_pattern, pattern
+from harness import NbdkitTestCase, fast_pattern, pattern
 
 MiB = 1024 * 1024
 

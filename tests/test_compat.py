@@ -8,9 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import time
-import unittest
 
 import harness
 from harness import PYTHON, PYWORKER, NbdkitTestCase, errno_name

@@ -8,7 +8,6 @@ import random
 import threading
 import unittest
 
-import harness
 from harness import NbdkitTestCase
 
 MiB = 1024 * 1024

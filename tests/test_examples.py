@@ -3,8 +3,6 @@
 
 import json
 import os
-import re
-import shutil
 
 import harness
 from harness import PYTHON, PYWORKER, NbdkitTestCase, errno_name, pattern

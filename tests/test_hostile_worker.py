@@ -7,7 +7,6 @@ Cap'n Proto message unchanged except the one reply that PYWORKER_EVIL names, whi
 once per test (PYWORKER_EVIL_ONCE)."""
 
 import os
-import time
 import unittest
 
 import harness

@@ -72,7 +72,7 @@ struct World {
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server = capnp::makeRpcServer(
       serverNetwork,
-      rpc::Worker::Client(kj::heap<WorkerServer>(Services{script, executor, host, closes})));
+      rpc::Worker::Client(kj::heap<WorkerServer>(Services{script, executor, host, closes, SharedData{}})));
   capnp::TwoPartyClient client{*pipe.ends[1]};
   rpc::Worker::Client worker = client.bootstrap().castAs<rpc::Worker>();
   rpc::Host::Client hostCap = kj::heap<TestHost>(log);
@@ -97,7 +97,6 @@ protected:
     auto request = world->worker.loadRequest();
     request.setScript(SCRIPT);
     request.setHost(world->hostCap);
-    request.setVerbose(true);
     auto response = request.send().wait(world->io.waitScope);
     ASSERT_EQ(response.getStatus().getErrno(), 0) << response.getStatus().getMessage().cStr();
     EXPECT_EQ(response.getInfo().getApiVersion(), 2);

@@ -29,8 +29,8 @@ void HostLink::onLoop(Send&& send) {
 }
 
 void HostLink::debug(const std::string& message) {
-  // Always sent: nbdkit has no API telling a plugin whether -v is on, so `verbose` from load()
-  // cannot be trusted to filter; the plugin's nbdkit_debug() does that.
+  // Always sent: nbdkit has no API telling a plugin whether -v is on; the plugin's
+  // nbdkit_debug() filters.
   onLoop([&](rpc::Host::Client& h) {
     auto request = h.debugRequest();
     request.setMessage(message);

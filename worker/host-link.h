@@ -22,8 +22,6 @@ public:
 
   void setHost(rpc::Host::Client host);
   // Loop thread only: load() and afterFork() hand over the current Host.
-  void setVerbose(bool verbose) { this->verbose = verbose; }
-  bool isVerbose() const { return verbose; }
   void disconnect();
   // Loop thread only: the serving connection is gone; host calls become no-ops.
 
@@ -39,7 +37,6 @@ private:
   const kj::Executor& loop;
   std::thread::id loopThread;
   kj::Maybe<rpc::Host::Client> host;  // touched only on the loop thread
-  std::atomic<bool> verbose{false};
   std::atomic<bool> gone{false};
 };
 

@@ -34,7 +34,6 @@ kj::Promise<Outcome> WorkerServer::callOptional(const char* callback) {
 kj::Promise<void> WorkerServer::load(LoadContext context) {
   auto params = context.getParams();
   services.host.setHost(params.getHost());
-  services.host.setVerbose(params.getVerbose());
   std::string path = params.getScript();
   bool debugWait = params.getDebugWait();
   return services.executor.run<Outcome>([this, path, debugWait]() {

@@ -3,8 +3,6 @@
 # a pattern. The call log is readable at offset 0 (4096 bytes of JSON).
 import json
 
-import nbdkit
-
 API_VERSION = 2
 
 log = []
@@ -27,7 +25,6 @@ def pread(h, buf, offset, flags):
         buf[:] = json.dumps(log).encode().ljust(4096, b"\0")
         return
     # byte i of the disk is (i // 4096) % 256
-    first = offset // 4096
     out = bytearray()
     pos = offset
     end = offset + len(buf)
