@@ -33,9 +33,11 @@ namespace {
 struct Connection {
   // nbdkit's per-connection handle. The connection stays with the worker that opened it, even
   // after that worker is replaced for new connections. `handle` belongs to that worker's RPC
-  // thread: it is created and destroyed only inside its WorkerLink::run().
+  // thread: it is created and destroyed only inside its WorkerLink::run(). Data calls name
+  // the same handle by `handleId` on a lane.
   std::shared_ptr<WorkerInstance> instance;
   std::optional<rpc::Handle::Client> handle;
+  uint64_t handleId = 0;
 };
 
 struct ConnectionInfo {
@@ -419,7 +421,10 @@ void* pyworkerOpen(int readonly) {
         info.fill(request.initContext());
         return request.send().then([&](auto response) {
           outcome = ScriptOutcome::from(response.getStatus());
-          if (outcome.error == 0) connection->handle = response.getHandle();
+          if (outcome.error == 0) {
+            connection->handle = response.getHandle();
+            connection->handleId = response.getHandleId();
+          }
         });
       });
     });
@@ -517,10 +522,10 @@ int pyworkerCanCache(void* h) {
 }
 
 // --- data callbacks ---
+// Each is one DataCall on a lane (ServingLink::runDataCall), made on nbdkit's own thread.
 
 // Payloads from this size up go through the data memory shared with the worker instead of
-// inside the messages (two copies and a socket's worth of syscalls fewer); smaller ones are
-// cheaper inline.
+// inside the messages (two copies fewer); smaller ones are cheaper inline.
 constexpr uint32_t SHARED_PAYLOAD_MINIMUM = 32 * 1024;
 
 SharedArena::Lease sharedRangeFor(void* handle, uint32_t count) {
@@ -528,35 +533,54 @@ SharedArena::Lease sharedRangeFor(void* handle, uint32_t count) {
   return static_cast<Connection*>(handle)->instance->process().sharedData().lease(count);
 }
 
+// Runs one data call on the connection's worker: `fill` sets what is particular to the call
+// (which callback, payload), `read` copies the reply's particulars out. Returns the outcome.
+template <typename Fill, typename Read>
+ScriptOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
+                       Fill&& fill, Read&& read) {
+  auto& connection = *static_cast<Connection*>(handle);
+  ScriptOutcome outcome;
+  connection.instance->link().runDataCall(
+      [&](rpc::DataCall::Builder call) {
+        call.setHandle(connection.handleId);
+        call.setCount(count);
+        call.setOffset(offset);
+        call.setFlags(flags);
+        fill(call);
+      },
+      [&](rpc::DataReply::Reader reply) {
+        outcome = ScriptOutcome::from(reply.getStatus());
+        if (outcome.error == 0) read(reply);
+      });
+  return outcome;
+}
+
+void setShared(rpc::DataCall::Builder call, const SharedArena::Lease& shared, uint32_t count) {
+  auto range = call.initShared();
+  range.setOffset(shared.offset());
+  range.setLength(count);
+}
+
 int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, uint32_t flags) {
   return guarded("pread", -1, [&] {
-    ScriptOutcome outcome;
     size_t received = count;
     auto shared = sharedRangeFor(handle, count);  // empty: the data comes in the reply
-    onHandle(handle, [&](rpc::Handle::Client& h) {
-      auto request = h.preadRequest();
-      request.setCount(count);
-      request.setOffset(offset);
-      request.setFlags(flags);
-      if (shared) {
-        auto range = request.initShared();
-        range.setOffset(shared.offset());
-        range.setLength(count);
-      }
-      return request.send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        if (outcome.error != 0) return;
-        auto data = response.getData();
-        if (shared) {
-          // The script filled our range; the reply itself must carry nothing.
-          received = data.size() == 0 ? count : count + data.size();
-          if (received == count) memcpy(buffer, shared.data(), count);
-        } else {
-          received = data.size();
-          if (received == count) memcpy(buffer, data.begin(), count);
-        }
-      });
-    });
+    auto outcome = dataCall(handle, count, offset, flags,
+        [&](rpc::DataCall::Builder call) {
+          call.setPread();
+          if (shared) setShared(call, shared, count);
+        },
+        [&](rpc::DataReply::Reader reply) {
+          auto data = reply.getData();
+          if (shared) {
+            // The script filled our range; the reply itself must carry nothing.
+            received = data.size() == 0 ? count : count + data.size();
+            if (received == count) memcpy(buffer, shared.data(), count);
+          } else {
+            received = data.size();
+            if (received == count) memcpy(buffer, data.begin(), count);
+          }
+        });
     if (!outcome.report()) return -1;
     verify(linkOf(handle), [&] { checkPreadSize(received, count); });
     return 0;
@@ -568,82 +592,64 @@ int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t of
   return guarded("pwrite", -1, [&] {
     auto shared = sharedRangeFor(handle, count);
     if (shared) memcpy(shared.data(), buffer, count);
-    return simpleHandleCall(handle, [&](rpc::Handle::Client& h) {
-      auto request = h.pwriteRequest();
-      if (shared) {
-        auto range = request.initShared();
-        range.setOffset(shared.offset());
-        range.setLength(count);
-      } else {
-        request.setData(kj::arrayPtr(static_cast<const kj::byte*>(buffer), count));
-      }
-      request.setOffset(offset);
-      request.setFlags(flags);
-      return request;
-    });
+    auto outcome = dataCall(handle, count, offset, flags,
+        [&](rpc::DataCall::Builder call) {
+          call.setPwrite();
+          if (shared) {
+            setShared(call, shared, count);
+          } else {
+            call.setData(kj::arrayPtr(static_cast<const kj::byte*>(buffer), count));
+          }
+        },
+        [](rpc::DataReply::Reader) {});
+    return outcome.report() ? 0 : -1;
+  });
+}
+
+// flush, trim, zero and cache carry nothing but a Status back.
+template <typename Select>
+int statusDataCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
+                   uint32_t flags, Select&& select) {
+  return guarded(callback, -1, [&] {
+    auto outcome = dataCall(handle, count, offset, flags, select, [](rpc::DataReply::Reader) {});
+    return outcome.report() ? 0 : -1;
   });
 }
 
 int pyworkerFlush(void* handle, uint32_t flags) {
-  return guarded("flush", -1, [&] {
-    return simpleHandleCall(handle, [&](rpc::Handle::Client& h) {
-      auto request = h.flushRequest();
-      request.setFlags(flags);
-      return request;
-    });
-  });
-}
-
-// trim, zero and cache share one request shape.
-template <typename MakeRequest>
-int rangeCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
-              uint32_t flags, MakeRequest&& makeRequest) {
-  return guarded(callback, -1, [&] {
-    return simpleHandleCall(handle, [&](rpc::Handle::Client& h) {
-      auto request = makeRequest(h);
-      request.setCount(count);
-      request.setOffset(offset);
-      request.setFlags(flags);
-      return request;
-    });
-  });
+  return statusDataCall("flush", handle, 0, 0, flags,
+                        [](rpc::DataCall::Builder call) { call.setFlush(); });
 }
 
 int pyworkerTrim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return rangeCall("trim", handle, count, offset, flags,
-                   [](rpc::Handle::Client& h) { return h.trimRequest(); });
+  return statusDataCall("trim", handle, count, offset, flags,
+                        [](rpc::DataCall::Builder call) { call.setTrim(); });
 }
 
 int pyworkerZero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return rangeCall("zero", handle, count, offset, flags,
-                   [](rpc::Handle::Client& h) { return h.zeroRequest(); });
+  return statusDataCall("zero", handle, count, offset, flags,
+                        [](rpc::DataCall::Builder call) { call.setZero(); });
 }
 
 int pyworkerCache(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return rangeCall("cache", handle, count, offset, flags,
-                   [](rpc::Handle::Client& h) { return h.cacheRequest(); });
+  return statusDataCall("cache", handle, count, offset, flags,
+                        [](rpc::DataCall::Builder call) { call.setCache(); });
 }
 
 int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
                     struct nbdkit_extents* extents) {
   return guarded("extents", -1, [&] {
-    ScriptOutcome outcome;
     size_t received = 0;
     std::vector<ExtentEntry> list;
-    onHandle(handle, [&](rpc::Handle::Client& h) {
-      auto request = h.extentsRequest();
-      request.setCount(count);
-      request.setOffset(offset);
-      request.setFlags(flags);
-      return request.send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        auto reply = response.getExtents();
-        received = reply.size();
-        if (outcome.error != 0 || received > MAX_EXTENTS) return;  // refused below
-        list.reserve(received);
-        for (auto e : reply) list.push_back({e.getOffset(), e.getLength(), e.getType()});
-      });
-    });
+    auto outcome = dataCall(handle, count, offset, flags,
+        [](rpc::DataCall::Builder call) { call.setExtents(); },
+        [&](rpc::DataReply::Reader reply) {
+          auto entries = reply.getExtents();
+          received = entries.size();
+          if (received > MAX_EXTENTS) return;  // refused below, without copying
+          list.reserve(received);
+          for (auto e : entries) list.push_back({e.getOffset(), e.getLength(), e.getType()});
+        });
     if (!outcome.report()) return -1;
     verify(linkOf(handle), [&] {
       checkExtentCount(received);

@@ -2,6 +2,9 @@
 
 #include "guard.h"
 #include "output-pump.h"
+#include "reply-checks.h"
+
+#include <capnp/serialize.h>
 
 #include <kj/async-unix.h>
 #include <kj/debug.h>
@@ -15,12 +18,26 @@ namespace {
 
 thread_local pid_t lastCallWorker = -1;
 
+constexpr auto REPLY_SPIN = std::chrono::microseconds(50);
+// How long an nbdkit thread polls for its data call's reply before it sleeps (lane-stream.c++
+// says why): a 4 KiB request's whole round trip fits in it.
+
+constexpr auto LANE_CLOSED_DEATH_WAIT = 200 * kj::MILLISECONDS;
+// How long a lane's end may come before its worker's exit and still count as that death.
+
+capnp::ReaderOptions replyOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = LaneStream::MAX_MESSAGE_WORDS;
+  return options;
+}
+
 }  // namespace
 
 pid_t workerOfLastCall() { return lastCallWorker; }
 
 ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process)
     : process_(process),
+      lanes_(process.laneOffers()),
       thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
   auto lock = state_.lockExclusive();
   lock.wait([](const LoopState& s) { return s.executor != nullptr || s.finished; });
@@ -111,6 +128,57 @@ void ServingLink::run(Call call) {
     });
   } catch (const kj::Exception&) {
     if (timedOut) throw CallTimedOut{timeout / 1000.0, static_cast<int>(process_.pid())};
+    throw;
+  }
+}
+
+void ServingLink::runDataCall(kj::FunctionParam<void(rpc::DataCall::Builder)> build,
+                              kj::FunctionParam<void(rpc::DataReply::Reader)> read) {
+  lastCallWorker = process_.pid();
+  callsStarted_++;
+  KJ_DEFER(callsFinished_++);
+  int64_t timeout = timeoutMilliseconds_.load();
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (timeout != 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+
+  auto lane = lanes_.acquire();
+  try {
+    {
+      capnp::MallocMessageBuilder message(lane->scratch);
+      build(message.initRoot<rpc::DataCall>());
+      lane->stream.write(message);
+    }
+    auto words = lane->stream.read(deadline, REPLY_SPIN);
+    try {
+      capnp::FlatArrayMessageReader reply(words, replyOptions());
+      read(reply.getRoot<rpc::DataReply>());
+    } catch (const kj::Exception& e) {
+      throw LaneError(LaneError::MALFORMED, e.getDescription().cStr());
+    }
+  } catch (const LaneError& e) {
+    lane.discard();  // halfway through a call: of no further use
+    switch (e.kind) {
+    case LaneError::CLOSED:
+      // A dying process's sockets close a moment before its pidfd says it has ended.
+      if (process_.hasExited(LANE_CLOSED_DEATH_WAIT)) {
+        broken_ = true;
+        kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the worker's lane closed", e.what()));
+      }
+      reject();  // alive, but it hung up on a call: no correct worker does that
+      throw BadReply(BadReply::WORKER, "invalid reply from the worker: it closed a lane "
+                                       "without answering the call");
+    case LaneError::TIMED_OUT:
+      // As run(): kill it, so that every request waiting on it fails now and the next
+      // connection gets a new worker.
+      broken_ = true;
+      process_.kill();
+      throw CallTimedOut{timeout / 1000.0, static_cast<int>(process_.pid())};
+    case LaneError::MALFORMED:
+      reject();
+      throw BadReply(BadReply::WORKER,
+                     std::string("invalid reply from the worker: malformed lane message: ") +
+                         e.what());
+    }
     throw;
   }
 }

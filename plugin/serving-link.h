@@ -1,6 +1,7 @@
 #pragma once
 // The link used once nbdkit serves (from after_fork on): one thread owns a kj event loop and
-// the RPC connection; nbdkit's connection threads hand it calls with executeSync().
+// the RPC connection; nbdkit's connection threads hand it calls with executeSync(). The data
+// callbacks skip that thread: the calling nbdkit thread itself sends them on a lane.
 
 #include <kj/async-io.h>
 #include <kj/mutex.h>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "lane-pool.h"
 #include "rpc-connection.h"
 #include "worker-link.h"
 #include "worker-process.h"
@@ -34,6 +36,13 @@ public:
 
   void run(Call call) override;
   rpc::Host::Client host() override;
+
+  void runDataCall(kj::FunctionParam<void(rpc::DataCall::Builder)> build,
+                   kj::FunctionParam<void(rpc::DataReply::Reader)> read);
+  // One data call on a lane, on the calling thread: `build` fills the call, `read` copies out
+  // what it needs from the reply (which lives only during `read`). Fails as run() does
+  // (kj::Exception DISCONNECTED when the worker is gone, CallTimedOut past timeout=); a reply
+  // that is not a well-formed DataReply rejects the worker and throws BadReply.
 
   void reject();
   // The worker sent a reply that no correct worker sends (reply-checks.h): it is killed, so
@@ -65,6 +74,7 @@ private:
   kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
 
   WorkerProcess& process_;
+  LanePool lanes_;
   std::atomic<int64_t> timeoutMilliseconds_ = 0;
   // 0: no timeout.
   std::atomic<bool> broken_ = false;

@@ -28,7 +28,8 @@ namespace {
 constexpr int SERVE_FD = 3;
 constexpr int CONFIG_FD = 4;
 constexpr int DATA_FD = 5;
-constexpr int FIRST_FREE_FD = 6;
+constexpr int LANE_FD = 6;
+constexpr int FIRST_FREE_FD = 7;
 
 constexpr size_t DATA_SIZE = 64 * 1024 * 1024 + 2 * 1024 * 1024;
 // nbdkit's largest request (64 MiB) plus room for smaller ones beside it. A memfd's pages
@@ -52,9 +53,9 @@ kj::AutoCloseFd moveAbove(kj::AutoCloseFd fd, int minimum) {
   return duplicateAbove(fd.get(), minimum);
 }
 
-SocketPair makeSocketPair() {
+SocketPair makeSocketPair(int type = SOCK_STREAM) {
   int fds[2];
-  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  KJ_SYSCALL(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds));
   return {kj::AutoCloseFd(fds[0]), moveAbove(kj::AutoCloseFd(fds[1]), FIRST_FREE_FD)};
 }
 
@@ -104,6 +105,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   auto dataFd = moveAbove(kj::AutoCloseFd(memfd), FIRST_FREE_FD);
   KJ_SYSCALL(ftruncate(dataFd.get(), static_cast<off_t>(DATA_SIZE)));
   auto serving = makeSocketPair();
+  auto laneOffers = makeSocketPair(SOCK_SEQPACKET);  // one lane socket per message
   SocketPair config;
   if (withConfigSocket) config = makeSocketPair();
 
@@ -112,6 +114,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   if (withConfigSocket) args.push_back("--config-fd=" + std::to_string(CONFIG_FD));
   args.push_back("--data-fd=" + std::to_string(DATA_FD));
   args.push_back("--data-size=" + std::to_string(DATA_SIZE));
+  args.push_back("--lane-fd=" + std::to_string(LANE_FD));
   args.push_back("--");
   args.push_back(label);
   std::vector<char*> argv;
@@ -130,6 +133,8 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
           "adddup2(config)");
   }
   check(posix_spawn_file_actions_adddup2(&files.actions, dataFd.get(), DATA_FD), "adddup2(data)");
+  check(posix_spawn_file_actions_adddup2(&files.actions, laneOffers.workerEnd.get(), LANE_FD),
+        "adddup2(lanes)");
 
   SpawnAttributes attrs;
   sigset_t none, all;
@@ -173,6 +178,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   }
   lifeline_ = duplicateAbove(serving.pluginEnd.get(), FIRST_FREE_FD);
   sockets_ = {kj::mv(serving.pluginEnd), kj::mv(config.pluginEnd)};
+  laneOffers_ = kj::mv(laneOffers.pluginEnd);
   void* map = mmap(nullptr, DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, dataFd.get(), 0);
   if (map == MAP_FAILED) KJ_FAIL_SYSCALL("mmap(pyworker-data)", errno);
   dataMap_ = static_cast<kj::byte*>(map);
@@ -220,9 +226,13 @@ std::string WorkerProcess::describeExit() {
 
 void WorkerProcess::kill() { pidfdSendSignal(pidfd_.get(), SIGKILL); }
 
-bool WorkerProcess::hasExited() {
+bool WorkerProcess::hasExited(kj::Duration wait) {
   pollfd p = {pidfd_.get(), POLLIN, 0};
-  return poll(&p, 1, 0) > 0;
+  int r;
+  do {
+    r = poll(&p, 1, static_cast<int>(wait / kj::MILLISECONDS));
+  } while (r < 0 && errno == EINTR);
+  return r > 0;
 }
 
 void WorkerProcess::stop(kj::Duration grace) {

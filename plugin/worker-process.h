@@ -27,18 +27,22 @@ public:
   };
 
   int outputFd() const { return output_.get(); }
+  // The read end of the worker's stdout+stderr pipe (see output-pump.h); owned here.
 
   SharedArena& sharedData() { return *arena_; }
   // The payload memory shared with this worker (a memfd it maps too, given as --data-fd).
-  // The read end of the worker's stdout+stderr pipe (see output-pump.h); owned here.
+
+  int laneOffers() const { return laneOffers_.get(); }
+  // Where new lanes are handed to the worker (its --lane-fd; see lane-pool.h).
 
   WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket,
                 std::optional<uint64_t> memoryLimit);
-  // Spawns `workerPath --serve-fd=3 [--config-fd=4] -- label`: stdin is /dev/null, stdout and
-  // stderr are a pipe to the plugin (under `nbdkit -s` fds 0/1 are the NBD connection, and a
-  // daemon must not hold its caller's stdio through the worker), its own process group (a
-  // Ctrl-C at nbdkit's terminal is nbdkit's to handle), default signal dispositions. With a
-  // memory limit, its RLIMIT_AS is set before it has loaded anything of the script.
+  // Spawns `workerPath --serve-fd=3 [--config-fd=4] --data-fd=5 --data-size=N --lane-fd=6
+  // -- label`: stdin is /dev/null, stdout and stderr are a pipe to the plugin (under
+  // `nbdkit -s` fds 0/1 are the NBD connection, and a daemon must not hold its caller's stdio
+  // through the worker), its own process group (a Ctrl-C at nbdkit's terminal is nbdkit's to
+  // handle), default signal dispositions. With a memory limit, its RLIMIT_AS is set before it
+  // has loaded anything of the script.
   ~WorkerProcess() noexcept;
   // Stops the worker (see stop()).
   KJ_DISALLOW_COPY(WorkerProcess);
@@ -61,8 +65,8 @@ public:
   void kill();
   // SIGKILL now (through the pidfd: never a recycled pid).
 
-  bool hasExited();
-  // Non-blocking: has the process ended (pidfd readable)?
+  bool hasExited(kj::Duration wait = 0 * kj::MILLISECONDS);
+  // Has the process ended (pidfd readable), or does it within `wait`?
 
   int pidfd() const { return pidfd_.get(); }
   // Readable once the process has ended: for an event loop to watch.
@@ -82,6 +86,7 @@ private:
   // without risking a recycled pid.
   Sockets sockets_;
   kj::AutoCloseFd output_;
+  kj::AutoCloseFd laneOffers_;
   kj::byte* dataMap_ = nullptr;
   size_t dataSize_ = 0;
   std::unique_ptr<SharedArena> arena_;

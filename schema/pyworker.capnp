@@ -123,9 +123,10 @@ interface Worker {
       -> (status :Status, useDefault :Bool, exports :List(Export));
   # useDefault: the script has no list_exports; the plugin calls nbdkit_use_default_export().
   defaultExport @10 (readonly :Bool, context :ConnectionContext) -> (status :Status, name :Text);
-  open @11 (readonly :Bool, context :ConnectionContext) -> (status :Status, handle :Handle);
+  open @11 (readonly :Bool, context :ConnectionContext)
+      -> (status :Status, handle :Handle, handleId :UInt64);
   # Releasing the returned Handle is the script's close(): the worker calls it once every call
-  # on that handle has returned.
+  # on that handle has returned. `handleId` names the same handle in DataCalls on any lane.
 }
 
 interface Handle {
@@ -135,18 +136,55 @@ interface Handle {
   # All zero when the script has no block_size.
   exportDescription @2 () -> (status :Status, description :Text, hasDescription :Bool);
   query @3 (query :Query) -> (status :Status, value :Int32);
+  # The data callbacks (pread, pwrite, flush, trim, zero, cache, extents) are DataCalls on a
+  # lane, below.
+}
 
-  pread @4 (count :UInt32, offset :UInt64, flags :UInt32, shared :SharedRange)
-      -> (status :Status, data :Data);
-  # Without `shared`, on success `data` is exactly `count` bytes; the plugin checks it. With
-  # `shared` (length == count), the script fills that range and `data` stays empty.
-  pwrite @5 (data :Data, offset :UInt64, flags :UInt32, shared :SharedRange)
-      -> (status :Status);
-  # With `shared`, the bytes to write are in that range and `data` is empty.
-  flush @6 (flags :UInt32) -> (status :Status);
-  trim @7 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
-  zero @8 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
-  cache @9 (count :UInt32, offset :UInt64, flags :UInt32) -> (status :Status);
-  extents @10 (count :UInt32, offset :UInt64, flags :UInt32)
-      -> (status :Status, extents :List(Extent));
+# --- Lanes: the data path ---
+#
+# The data callbacks do not go through the RPC connection above: each one is a DataCall
+# message answered by one DataReply message on a "lane", a stream socket of its own between
+# one nbdkit thread (for the duration of one call) and one worker thread that runs the script's
+# callback itself. Both messages use Cap'n Proto's standard stream framing (segment table,
+# then segments). Why not RPC calls: a two-party RPC call is three messages (Call, Return,
+# Finish) and, on each side, a hop between the caller's thread and the event-loop thread; on
+# this kind of machine each hop and each wake-up of an idle CPU costs tens of microseconds,
+# more than the script's own work for a 4 KiB request. A lane is one write and one read per
+# side.
+#
+# How lanes are made: the worker is given, at spawn, a SOCK_SEQPACKET socket (its --lane-fd).
+# To add a lane the plugin makes a socketpair and sends one end over it (SCM_RIGHTS, with the
+# single byte 'L'); the worker serves every socket it receives on a thread of its own until
+# that socket ends. A lane carries one call at a time. Its lifetime is the plugin's business:
+# lanes are pooled per worker and closed when that worker's last user is gone.
+
+struct DataCall {
+  handle @0 :UInt64;
+  # The handleId that open() returned.
+  count @1 :UInt32;
+  offset @2 :UInt64;
+  flags @3 :UInt32;
+  # nbdkit's NBDKIT_FLAG_* bits.
+  shared @4 :SharedRange;
+  # pread/pwrite: the payload's range in the shared data memory, or absent: then pwrite's
+  # bytes are in `data`, and pread's come back in DataReply.data.
+  data @5 :Data;
+  union {
+    pread @6 :Void;
+    pwrite @7 :Void;
+    # `count` is the payload's length.
+    flush @8 :Void;
+    trim @9 :Void;
+    zero @10 :Void;
+    cache @11 :Void;
+    extents @12 :Void;
+  }
+}
+
+struct DataReply {
+  status @0 :Status;
+  data @1 :Data;
+  # pread without `shared`, on success: exactly `count` bytes (the plugin checks it).
+  extents @2 :List(Extent);
+  # extents, on success.
 }

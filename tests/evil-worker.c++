@@ -1,14 +1,19 @@
 // nbdkit-pyworker-worker-evil: a test-only worker that lies. It takes the real worker's place
 // (worker=PATH) and the same arguments, starts the real worker (PYWORKER_EVIL_REAL) on
 // socketpairs of its own, and relays the Cap'n Proto messages both ways unchanged, except the
-// one reply that PYWORKER_EVIL names, which it corrupts:
+// one reply that PYWORKER_EVIL names, which it corrupts. It relays the lanes (the data path,
+// see schema/pyworker.capnp) the same way: each lane the plugin offers becomes a lane of its
+// own to the real worker, and its DataCalls and DataReplies are relayed one by one.
 //
-//   pread-short | pread-long   pread data one byte short / long
+//
+//   pread-short | pread-long   pread data one byte short / long (inline data only)
+//   lane-garbage               the first pread reply is not a Cap'n Proto message
 //   query-range                the first query (can_write, ...) answers 7
 //   size-negative              get_size answers -1
 //   default-export-utf8        default_export's name is not UTF-8
 //   list-exports-utf8          list_exports' first name is not UTF-8
 //   extents-empty              extents returns an empty list
+//   lane-hangup                the first pread's lane is closed instead of answered
 //
 // With PYWORKER_EVIL_ONCE=FILE only the first such reply of the whole test is corrupted (the
 // proxy that manages to create FILE does it), so the replacement worker behaves.
@@ -134,17 +139,6 @@ bool maybeCorrupt(capnp::rpc::Message::Reader message, const Pending& call, int 
   auto is = [&](const char* m, uint64_t interface, uint16_t method) {
     return mode == m && call.interface == interface && call.method == method;
   };
-  if (is("pread-short", HANDLE, 4) || is("pread-long", HANDLE, 4)) {
-    if (!claim()) return false;
-    return rewrite<Handle::PreadResults>(message, out, [](Handle::PreadResults::Builder r) {
-      auto data = r.getData();
-      auto copy = kj::heapArray<kj::byte>(data.size() + 1);
-      memcpy(copy.begin(), data.begin(), data.size());
-      copy[data.size()] = 0x55;
-      r.setData(mode == "pread-short" ? copy.slice(0, data.size() == 0 ? 0 : data.size() - 1)
-                                      : copy.asPtr());
-    });
-  }
   if (is("query-range", HANDLE, 3)) {
     if (!claim()) return false;
     return rewrite<Handle::QueryResults>(message, out,
@@ -154,11 +148,6 @@ bool maybeCorrupt(capnp::rpc::Message::Reader message, const Pending& call, int 
     if (!claim()) return false;
     return rewrite<Handle::GetSizeResults>(
         message, out, [](Handle::GetSizeResults::Builder r) { r.setSize(-1); });
-  }
-  if (is("extents-empty", HANDLE, 10)) {
-    if (!claim()) return false;
-    return rewrite<Handle::ExtentsResults>(
-        message, out, [](Handle::ExtentsResults::Builder r) { r.initExtents(0); });
   }
   if (is("default-export-utf8", WORKER, 10)) {
     if (!claim()) return false;
@@ -231,6 +220,125 @@ void workerToPlugin(Relay& relay, int from, int to) {
   shutdown(to, SHUT_WR);
 }
 
+// --- lanes ---
+
+bool sendLane(int offers, int lane) {
+  char byte = 'L';
+  iovec data = {&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &data;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof(control);
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &lane, sizeof(int));
+  return sendmsg(offers, &m, MSG_NOSIGNAL) == 1;
+}
+
+int receiveLane(int offers) {
+  char byte;
+  iovec data = {&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr m{};
+  m.msg_iov = &data;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof(control);
+  if (recvmsg(offers, &m, MSG_CMSG_CLOEXEC) <= 0) return -1;
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -2;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return fd;
+}
+
+bool writeWords(int fd, const kj::Array<capnp::word>& words) {
+  return writeFully(fd, words.begin(), words.size() * 8);
+}
+
+bool corruptDataReply(const kj::Array<capnp::word>& words, int out) {
+  // Returns true if it wrote (or withheld) something else instead of the original reply.
+  using namespace pyworker::rpc;
+  if (mode == "lane-garbage") {
+    if (!claim()) return false;
+    uint32_t junk[4] = {0x7fffffff, 0xffffffff, 0, 0};  // 2^31 segments: no message at all
+    writeFully(out, junk, sizeof(junk));
+    return true;
+  }
+  if (mode == "lane-hangup") {
+    if (!claim()) return false;
+    shutdown(out, SHUT_RDWR);
+    return true;
+  }
+  capnp::FlatArrayMessageReader reader(words, options());
+  auto reply = reader.getRoot<DataReply>();
+  if (reply.getStatus().getErrno() != 0) return false;
+  capnp::MallocMessageBuilder builder;
+  builder.setRoot(reply);
+  auto corrupted = builder.getRoot<DataReply>();
+  if (mode == "pread-short" || mode == "pread-long") {
+    auto data = reply.getData();
+    if (data.size() == 0 || !claim()) return false;  // a shared-memory pread: nothing inline
+    auto copy = kj::heapArray<kj::byte>(data.size() + 1);
+    memcpy(copy.begin(), data.begin(), data.size());
+    copy[data.size()] = 0x55;
+    corrupted.setData(mode == "pread-short" ? copy.slice(0, data.size() - 1) : copy.asPtr());
+  } else if (mode == "extents-empty") {
+    if (!reply.hasExtents() || !claim()) return false;
+    corrupted.initExtents(0);
+  } else {
+    return false;
+  }
+  kj::FdOutputStream stream(out);
+  capnp::writeMessage(stream, builder);
+  return true;
+}
+
+void relayLane(int plugin, int worker) {
+  // One call at a time, as the plugin uses a lane.
+  kj::Array<capnp::word> words;
+  while (readMessage(plugin, words)) {
+    bool isPread = false, isExtents = false;
+    try {
+      capnp::FlatArrayMessageReader reader(words, options());
+      auto call = reader.getRoot<pyworker::rpc::DataCall>();
+      isPread = call.isPread();
+      isExtents = call.isExtents();
+    } catch (const kj::Exception&) {
+    }
+    if (!writeWords(worker, words) || !readMessage(worker, words)) break;
+    bool done = false;
+    if ((isPread && mode != "extents-empty") || (isExtents && mode == "extents-empty")) {
+      try {
+        done = corruptDataReply(words, plugin);
+      } catch (const kj::Exception& e) {
+        fprintf(stderr, "nbdkit-pyworker-worker-evil: %s\n", e.getDescription().cStr());
+      }
+    }
+    if (!done && !writeWords(plugin, words)) break;
+  }
+  close(plugin);
+  close(worker);
+}
+
+void relayLaneOffers(int fromPlugin, int toWorker) {
+  for (;;) {
+    int lane = receiveLane(fromPlugin);
+    if (lane == -1) break;
+    if (lane < 0) continue;
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
+    if (!sendLane(toWorker, pair[1])) die("sendmsg(lane)");
+    close(pair[1]);
+    std::thread([lane, ours = pair[0]] { relayLane(lane, ours); }).detach();
+  }
+  close(toWorker);
+}
+
 int high(int fd) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
   if (copy < 0) die("fcntl");
@@ -249,9 +357,10 @@ int main(int argc, char** argv) {
   mode = getenv("PYWORKER_EVIL") ? getenv("PYWORKER_EVIL") : "";
   onceFile = getenv("PYWORKER_EVIL_ONCE") ? getenv("PYWORKER_EVIL_ONCE") : "";
 
-  // --serve-fd=N [--config-fd=M] -- LABEL: the plugin's ends; the real worker gets ours at
-  // the same numbers.
+  // --serve-fd=N [--config-fd=M] --lane-fd=L ... -- LABEL: the plugin's ends; the real worker
+  // gets ours at the same numbers.
   std::vector<int> targets;
+  int laneTarget = -1;
   std::vector<std::string> args = {real};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -259,6 +368,7 @@ int main(int argc, char** argv) {
     for (const char* prefix : {"--serve-fd=", "--config-fd="}) {
       if (arg.rfind(prefix, 0) == 0) targets.push_back(atoi(arg.c_str() + strlen(prefix)));
     }
+    if (arg.rfind("--lane-fd=", 0) == 0) laneTarget = atoi(arg.c_str() + strlen("--lane-fd="));
   }
   struct Link {
     int target, plugin, ours, theirs;
@@ -273,9 +383,20 @@ int main(int argc, char** argv) {
     close(pair[1]);
   }
 
+  Link lanes{-1, -1, -1, -1};
+  if (laneTarget >= 0) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
+    lanes = {laneTarget, high(laneTarget), high(pair[0]), high(pair[1])};
+    close(laneTarget);
+    close(pair[0]);
+    close(pair[1]);
+  }
+
   posix_spawn_file_actions_t files;
   posix_spawn_file_actions_init(&files);
   for (auto& l : links) posix_spawn_file_actions_adddup2(&files, l.theirs, l.target);
+  if (lanes.target >= 0) posix_spawn_file_actions_adddup2(&files, lanes.theirs, lanes.target);
   std::vector<char*> childArgv;
   for (auto& a : args) childArgv.push_back(a.data());
   childArgv.push_back(nullptr);
@@ -286,6 +407,7 @@ int main(int argc, char** argv) {
     die(real);
   }
   for (auto& l : links) close(l.theirs);
+  if (lanes.target >= 0) close(lanes.theirs);
 
   std::vector<std::unique_ptr<Relay>> relays;
   std::vector<std::thread> threads;
@@ -294,6 +416,9 @@ int main(int argc, char** argv) {
     Relay& relay = *relays.back();
     threads.emplace_back([&relay, l] { pluginToWorker(relay, l.plugin, l.ours); });
     threads.emplace_back([&relay, l] { workerToPlugin(relay, l.ours, l.plugin); });
+  }
+  if (lanes.target >= 0) {
+    threads.emplace_back([lanes] { relayLaneOffers(lanes.plugin, lanes.ours); });
   }
   for (auto& t : threads) t.detach();
 

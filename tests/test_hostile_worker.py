@@ -3,8 +3,8 @@ kills the worker (the bad connection's later requests fail too), logs why, and t
 connection gets a new, well-behaved worker. nbdkit itself never crashes or serves the bad data.
 
 The liar is tests/evil-worker.c++ (worker=PATH): it starts the real worker and relays every
-Cap'n Proto message unchanged except the one reply that PYWORKER_EVIL names, which it corrupts
-once per test (PYWORKER_EVIL_ONCE)."""
+Cap'n Proto message (RPC connection and lanes) unchanged except the one reply that PYWORKER_EVIL
+names, which it corrupts once per test (PYWORKER_EVIL_ONCE)."""
 
 import os
 import unittest
@@ -78,6 +78,13 @@ class HostileWorkerTest(NbdkitTestCase):
 
     def test_pread_long(self):
         self.check_pread("pread-long", "pread returned 513 bytes, expected 512")
+
+    def test_lane_garbage(self):
+        self.check_pread("lane-garbage", "malformed lane message")
+
+    def test_lane_hangup(self):
+        # The worker is alive but closes the lane instead of answering: not a death, a liar.
+        self.check_pread("lane-hangup", "it closed a lane without answering the call")
 
     def check_connect(self, mode, what, export=""):
         server = self.start_evil(mode)

@@ -1,21 +1,31 @@
-// The worker's RPC servers in-process: Worker served over a kj socketpair, a test Host
-// recording what the script sends, and tests/scripts/worker-rpc.py as the script.
+// The worker's RPC servers in-process: Worker served over a kj socketpair, its lanes (the data
+// path) over real socketpairs, a test Host recording what the script sends, and
+// tests/scripts/worker-rpc.py as the script.
 
 #include "host-link.h"
+#include "lane-server.h"
+#include "lane-stream.h"
 #include "nbdkit-module.h"
+#include "open-handle.h"
 #include "python-executor.h"
 #include "script.h"
 #include "worker-server.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/serialize.h>
 #include <kj/async-io.h>
+
+#include <string.h>
+#include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <memory>
 #include <optional>
+#include <thread>
 
 namespace pyworker {
 namespace {
@@ -60,6 +70,9 @@ public:
   void taskFailed(kj::Exception&& exception) override { ADD_FAILURE() << exception.getDescription().cStr(); }
 };
 
+struct World;
+extern std::optional<World> world;
+
 struct World {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   Log log;
@@ -68,19 +81,104 @@ struct World {
   Script script{host};
   NoErrors noErrors;
   kj::TaskSet closes{noErrors};
+  HandleTable handles;
+  kj::AutoCloseFd laneOffers;  // our end; the LaneServer has the other
+  std::optional<LaneServer> lanes;
   kj::TwoWayPipe pipe = io.provider->newTwoWayPipe();
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server = capnp::makeRpcServer(
-      serverNetwork,
-      rpc::Worker::Client(kj::heap<WorkerServer>(Services{script, executor, host, closes, SharedData{}})));
+      serverNetwork, rpc::Worker::Client(kj::heap<WorkerServer>(
+                         Services{script, executor, host, closes, handles, SharedData{}})));
   capnp::TwoPartyClient client{*pipe.ends[1]};
   rpc::Worker::Client worker = client.bootstrap().castAs<rpc::Worker>();
   rpc::Host::Client hostCap = kj::heap<TestHost>(log);
 
-  World() { setNbdkitModuleHost(&host); }
+  World() {
+    setNbdkitModuleHost(&host);
+    int fds[2];
+    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds));
+    laneOffers = kj::AutoCloseFd(fds[0]);
+    lanes.emplace(kj::AutoCloseFd(fds[1]), script, host, handles, SharedData{});
+  }
+};
+
+kj::AutoCloseFd offerLane(int offers) {
+  // What the plugin's LanePool does: a socketpair, one end handed over with SCM_RIGHTS.
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  kj::AutoCloseFd ours(fds[0]), theirs(fds[1]);
+  char byte = 'L';
+  iovec data = {&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &data;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof(control);
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = theirs.get();
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  KJ_ASSERT(sendmsg(offers, &m, MSG_NOSIGNAL) == 1);
+  return ours;
+}
+
+class DataReplyCopy {
+  // A DataReply read off a lane, kept after the lane is gone.
+public:
+  explicit DataReplyCopy(kj::ArrayPtr<const capnp::word> words)
+      : words_(kj::heapArray(words)), reader_(std::make_unique<capnp::FlatArrayMessageReader>(
+                                          words_.asPtr())) {}
+  rpc::DataReply::Reader get() { return reader_->getRoot<rpc::DataReply>(); }
+
+private:
+  kj::Array<capnp::word> words_;
+  std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
+};
+
+struct PendingDataCall {
+  // One DataCall on a lane of its own, made on a thread of its own (as an nbdkit thread
+  // would), while the test's thread runs the event loop that the worker's Host calls need.
+  kj::Promise<void> done;
+  std::unique_ptr<std::optional<DataReplyCopy>> reply;
+  std::thread thread;
+
+  DataReplyCopy wait(kj::WaitScope& ws) {
+    KJ_DEFER(thread.join());
+    done.wait(ws);
+    return kj::mv(**reply);
+  }
 };
 
 std::optional<World> world;
+
+PendingDataCall startDataCall(kj::Function<void(rpc::DataCall::Builder)> build) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  auto reply = std::make_unique<std::optional<DataReplyCopy>>();
+  auto* into = reply.get();
+  struct Job {
+    // Held by shared_ptr: std::thread wants a lambda whose destructor cannot throw.
+    kj::Function<void(rpc::DataCall::Builder)> build;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+  };
+  auto job = std::make_shared<Job>(Job{kj::mv(build), kj::mv(paf.fulfiller)});
+  std::thread thread([job, into]() {
+    KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
+      LaneStream lane(offerLane(world->laneOffers.get()));
+      capnp::MallocMessageBuilder message;
+      job->build(message.initRoot<rpc::DataCall>());
+      lane.write(message);
+      into->emplace(lane.read(std::nullopt, std::chrono::microseconds(0)));
+    })) {
+      job->fulfiller->reject(kj::mv(*exception));
+      return;
+    }
+    job->fulfiller->fulfill();
+  });
+  return {kj::mv(paf.promise), kj::mv(reply), kj::mv(thread)};
+}
 
 void setContext(rpc::ConnectionContext::Builder context, const char* exportName) {
   context.setExportName(kj::StringPtr(exportName).asBytes());
@@ -108,13 +206,32 @@ protected:
   rpc::Worker::Client& worker() { return world->worker; }
   Log& log() { return world->log; }
 
-  rpc::Handle::Client open(const char* exportName) {
+  struct Opened {
+    rpc::Handle::Client handle;
+    uint64_t id;
+  };
+
+  Opened open(const char* exportName) {
     auto request = worker().openRequest();
     request.setReadonly(false);
     setContext(request.initContext(), exportName);
     auto response = request.send().wait(ws());
     EXPECT_EQ(response.getStatus().getErrno(), 0) << response.getStatus().getMessage().cStr();
-    return response.getHandle();
+    EXPECT_GT(response.getHandleId(), 0u);
+    return {response.getHandle(), response.getHandleId()};
+  }
+
+  DataReplyCopy dataCall(kj::Function<void(rpc::DataCall::Builder)> build) {
+    return startDataCall(kj::mv(build)).wait(ws());
+  }
+
+  static auto preadCall(uint64_t id, uint32_t count, uint64_t offset) {
+    return [=](rpc::DataCall::Builder call) {
+      call.setHandle(id);
+      call.setCount(count);
+      call.setOffset(offset);
+      call.setPread();
+    };
   }
 
   int32_t query(rpc::Handle::Client& handle, rpc::Query which) {
@@ -183,7 +300,7 @@ TEST_F(WorkerRpc, Exports) {
 }
 
 TEST_F(WorkerRpc, OpenAndQueries) {
-  auto handle = open("q");
+  auto handle = open("q").handle;
   // E-order: the script's debug() reaches the host before open's reply.
   EXPECT_GE(log().debugIndex("open export=q readonly=False"), 0);
 
@@ -210,104 +327,104 @@ TEST_F(WorkerRpc, OpenAndQueries) {
 }
 
 TEST_F(WorkerRpc, ReadWrite) {
-  auto handle = open("rw");
-  auto write = handle.pwriteRequest();
-  write.setData(kj::StringPtr("hello, world").asBytes());
-  write.setOffset(100);
-  write.setFlags(2);  // FUA
-  EXPECT_EQ(write.send().wait(ws()).getStatus().getErrno(), 0);
+  auto opened = open("rw");
+  auto wrote = dataCall([&](rpc::DataCall::Builder call) {
+    call.setHandle(opened.id);
+    call.setData(kj::StringPtr("hello, world").asBytes());
+    call.setCount(12);
+    call.setOffset(100);
+    call.setFlags(2);  // FUA
+    call.setPwrite();
+  });
+  EXPECT_EQ(wrote.get().getStatus().getErrno(), 0);
   EXPECT_GE(log().debugIndex("fua write"), 0);
 
-  auto read = handle.preadRequest();
-  read.setCount(16);
-  read.setOffset(98);
-  auto data = read.send().wait(ws());
-  EXPECT_EQ(data.getStatus().getErrno(), 0);
-  auto bytes = data.getData();
+  auto data = dataCall(preadCall(opened.id, 16, 98));
+  EXPECT_EQ(data.get().getStatus().getErrno(), 0);
+  auto bytes = data.get().getData();
   EXPECT_EQ(std::string(bytes.asChars().begin(), bytes.size()),
             std::string("\0\0hello, world\0\0", 16));
 }
 
+TEST_F(WorkerRpc, UnknownHandleEndsTheLane) {
+  // Only a broken plugin names a handle that is not open: the worker drops that lane.
+  auto pending = startDataCall(preadCall(987654321, 16, 0));
+  EXPECT_THROW(pending.wait(ws()), kj::Exception);  // the LaneError CLOSED, carried over
+}
+
 TEST_F(WorkerRpc, Errors) {
-  auto handle = open("errors");
-  auto read = [&](uint64_t offset) {
-    auto request = handle.preadRequest();
-    request.setCount(512);
-    request.setOffset(offset);
-    return request.send().wait(ws());
-  };
+  auto opened = open("errors");
+  auto read = [&](uint64_t offset) { return dataCall(preadCall(opened.id, 512, offset)); };
 
   auto withErrno = read(4096);
-  EXPECT_EQ(withErrno.getStatus().getErrno(), ENOSPC);
-  std::string message = withErrno.getStatus().getMessage();
+  EXPECT_EQ(withErrno.get().getStatus().getErrno(), ENOSPC);
+  std::string message = withErrno.get().getStatus().getMessage();
   EXPECT_EQ(message.rfind(SCRIPT + ": pread: error: Traceback (most recent call last):\n", 0),
             0u) << message;
   EXPECT_NE(message.find(", in fail_in_helper\n"), std::string::npos) << message;
   EXPECT_TRUE(message.ends_with("\n RuntimeError: no space here\n")) << message;
 
   auto plain = read(8192);
-  EXPECT_EQ(plain.getStatus().getErrno(), EIO);
-  EXPECT_TRUE(std::string(plain.getStatus().getMessage()).ends_with(" ValueError: plain failure\n"));
+  EXPECT_EQ(plain.get().getStatus().getErrno(), EIO);
+  EXPECT_TRUE(std::string(plain.get().getStatus().getMessage())
+                  .ends_with(" ValueError: plain failure\n"));
 
   auto setErrorOnly = read(12288);  // set_error() then a normal return: success
-  EXPECT_EQ(setErrorOnly.getStatus().getErrno(), 0);
-  EXPECT_EQ(setErrorOnly.getStatus().getMessage(), "");
+  EXPECT_EQ(setErrorOnly.get().getStatus().getErrno(), 0);
+  EXPECT_EQ(setErrorOnly.get().getStatus().getMessage(), "");
 
   auto disconnect = read(20480);
-  EXPECT_EQ(disconnect.getStatus().getErrno(), 0);
-  EXPECT_EQ(disconnect.getStatus().getDisconnect(), rpc::Disconnect::FORCE);
-  EXPECT_EQ(read(0).getStatus().getDisconnect(), rpc::Disconnect::NONE);
+  EXPECT_EQ(disconnect.get().getStatus().getErrno(), 0);
+  EXPECT_EQ(disconnect.get().getStatus().getDisconnect(), rpc::Disconnect::FORCE);
+  EXPECT_EQ(read(0).get().getStatus().getDisconnect(), rpc::Disconnect::NONE);
 
   auto kept = read(24576);  // the script keeps a slice of its buffer
-  EXPECT_EQ(kept.getStatus().getErrno(), EIO);
-  EXPECT_EQ(kept.getStatus().getMessage(),
+  EXPECT_EQ(kept.get().getStatus().getErrno(), EIO);
+  EXPECT_EQ(kept.get().getStatus().getMessage(),
             SCRIPT + ": pread: error: pread kept a reference to its buffer after returning; "
                      "copy the data instead");
 
   // zero with set_error(EOPNOTSUPP): nbdkit falls back to writing zeroes, no error message.
   auto zero = [&](uint32_t flags) {
-    auto request = handle.zeroRequest();
-    request.setCount(512);
-    request.setOffset(0);
-    request.setFlags(flags);
-    return request.send().wait(ws());
+    return dataCall([&](rpc::DataCall::Builder call) {
+      call.setHandle(opened.id);
+      call.setCount(512);
+      call.setFlags(flags);
+      call.setZero();
+    });
   };
   auto fallback = zero(0);
-  EXPECT_EQ(fallback.getStatus().getErrno(), EOPNOTSUPP);
-  EXPECT_EQ(fallback.getStatus().getMessage(), "");
-  EXPECT_EQ(zero(1).getStatus().getErrno(), 0);  // MAY_TRIM
+  EXPECT_EQ(fallback.get().getStatus().getErrno(), EOPNOTSUPP);
+  EXPECT_EQ(fallback.get().getStatus().getMessage(), "");
+  EXPECT_EQ(zero(1).get().getStatus().getErrno(), 0);  // MAY_TRIM
 
   auto extents = [&](uint64_t offset) {
-    auto request = handle.extentsRequest();
-    request.setCount(8192);
-    request.setOffset(offset);
-    return request.send().wait(ws());
+    return dataCall([&](rpc::DataCall::Builder call) {
+      call.setHandle(opened.id);
+      call.setCount(8192);
+      call.setOffset(offset);
+      call.setExtents();
+    });
   };
   auto good = extents(0);
-  EXPECT_EQ(good.getStatus().getErrno(), 0);
-  ASSERT_EQ(good.getExtents().size(), 2u);
-  EXPECT_EQ(good.getExtents()[1].getOffset(), 4096u);
-  EXPECT_EQ(good.getExtents()[1].getType(), 3u);
+  EXPECT_EQ(good.get().getStatus().getErrno(), 0);
+  ASSERT_EQ(good.get().getExtents().size(), 2u);
+  EXPECT_EQ(good.get().getExtents()[1].getOffset(), 4096u);
+  EXPECT_EQ(good.get().getExtents()[1].getType(), 3u);
   auto bad = extents(8192);
-  EXPECT_EQ(bad.getStatus().getErrno(), EIO);
-  EXPECT_EQ(bad.getStatus().getMessage(),
+  EXPECT_EQ(bad.get().getStatus().getErrno(), EIO);
+  EXPECT_EQ(bad.get().getStatus().getMessage(),
             SCRIPT + ": extents: error: extents returned 'str' as the type of item 0, "
                      "expected int");
 }
 
 TEST_F(WorkerRpc, CallsRunInParallel) {
-  auto handle = open("parallel");
+  // Eight lanes, eight worker threads: the script's sleeps overlap.
+  auto opened = open("parallel");
   auto start = std::chrono::steady_clock::now();
-  kj::Vector<kj::Promise<void>> reads;
-  for (int i = 0; i < 8; ++i) {
-    auto request = handle.preadRequest();
-    request.setCount(512);
-    request.setOffset(16384);  // sleeps 1 s
-    reads.add(request.send().then([](auto response) {
-      EXPECT_EQ(response.getStatus().getErrno(), 0);
-    }));
-  }
-  kj::joinPromises(reads.releaseAsArray()).wait(ws());
+  std::vector<PendingDataCall> reads;
+  for (int i = 0; i < 8; ++i) reads.push_back(startDataCall(preadCall(opened.id, 512, 16384)));
+  for (auto& read : reads) EXPECT_EQ(read.wait(ws()).get().getStatus().getErrno(), 0);
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LT(elapsed, std::chrono::milliseconds(2500));
 }
@@ -315,13 +432,12 @@ TEST_F(WorkerRpc, CallsRunInParallel) {
 // Runs last (gtest keeps file order): close of every handle, then cleanup.
 TEST_F(WorkerRpc, ZzCloseAfterInFlightCallsThenCleanup) {
   {
-    auto handle = open("slow");
-    auto request = handle.preadRequest();
-    request.setCount(512);
-    request.setOffset(16384);
-    auto pending = request.send();
-    handle = nullptr;  // released while the read sleeps: close() must wait for it
-    EXPECT_EQ(pending.wait(ws()).getStatus().getErrno(), 0);
+    auto opened = open("slow");
+    auto pending = startDataCall(preadCall(opened.id, 512, 16384));
+    // Once the read sleeps in the script, release the handle: close() must wait for it.
+    world->io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(ws());
+    opened.handle = nullptr;
+    EXPECT_EQ(pending.wait(ws()).get().getStatus().getErrno(), 0);
   }
   open("close-raises");  // released at once
 

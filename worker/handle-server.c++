@@ -5,57 +5,32 @@
 #include "script.h"
 #include "value-conversions.h"
 
-#include <cerrno>
+#include <chrono>
+#include <thread>
 
 namespace pyworker {
 
-namespace {
-
-bool releaseView(PyObject* view) {
-  // memoryview.release(), keeping any exception the callback raised. It fails when the
-  // script still holds an export of the view (a numpy array made from it, say); a slice or
-  // memoryview(buf) kept by the script survives it, still sharing the managed buffer.
-  PyObject *type, *value, *trace;
-  PyErr_Fetch(&type, &value, &trace);
-  PyRef result(PyObject_CallMethod(view, "release", nullptr));
-  PyErr_Clear();
-  PyErr_Restore(type, value, trace);
-  auto* managed = reinterpret_cast<PyMemoryViewObject*>(view)->mbuf;
-  return result && managed->exports == 0;
-}
-
-PyRef callWithView(PyObject* view, const char* callback, kj::FunctionParam<PyObject*()> call) {
-  PyRef result(call());
-  bool released = releaseView(view);
-  if (!result) throw PythonError{};
-  if (!released) {
-    // WARNING: the memory stays reachable from Python; all we can do is report it.
-    throw ScriptError{std::string(callback) +
-                      " kept a reference to its buffer after returning; copy the data instead"};
-  }
-  return result;
-}
-
-}  // namespace
-
-HandleServer::HandleServer(Services services, PyRef handle, ConnectionInfo connection)
-    : services(services), handle(kj::mv(handle)), connection(kj::mv(connection)) {}
+HandleServer::HandleServer(Services services, std::shared_ptr<OpenHandle> open)
+    : services(services), open(kj::mv(open)), id(services.handles.add(this->open)) {}
 
 HandleServer::~HandleServer() noexcept(false) {
+  services.handles.remove(id);  // no new data call finds it
   Services services = this->services;
-  services.closes.add(services.executor.run<void>(
-      [services, handle = kj::mv(handle), connection = kj::mv(connection)]() mutable {
-        Outcome outcome = services.script.call("close", &connection, [&]() {
-          if (PyRef close = services.script.lookup("close")) {
-            checked(PyObject_CallFunctionObjArgs(close.get(), handle.get(), nullptr));
-          }
-        });
-        {
-          GilScope gil;
-          handle = PyRef();  // the script's handle object goes away after close(), as in-process
-        }
-        if (!outcome.ok()) services.host.error(outcome.message);
-      }));
+  services.closes.add(services.executor.run<void>([services, open = kj::mv(open)]() {
+    // A correct plugin closes only after the connection's last data call was answered, and a
+    // lane lets go of the handle before it answers; close() must still never overlap a call.
+    while (open.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Outcome outcome = services.script.call("close", &open->connection, [&]() {
+      if (PyRef close = services.script.lookup("close")) {
+        checked(PyObject_CallFunctionObjArgs(close.get(), open->handle.get(), nullptr));
+      }
+    });
+    {
+      GilScope gil;
+      open->handle = PyRef();  // the script's handle object goes away after close(), as in-process
+    }
+    if (!outcome.ok()) services.host.error(outcome.message);
+  }));
 }
 
 template <typename T>
@@ -64,7 +39,7 @@ kj::Promise<T> HandleServer::onPool(kj::Function<T()> job) {
 }
 
 Outcome HandleServer::call(const char* callback, kj::FunctionParam<void()> body) {
-  return services.script.call(callback, &connection, body);
+  return services.script.call(callback, &open->connection, body);
 }
 
 kj::Promise<void> HandleServer::getSize(GetSizeContext context) {
@@ -74,7 +49,7 @@ kj::Promise<void> HandleServer::getSize(GetSizeContext context) {
     result.outcome = call("get_size", [&]() {
       PyRef fn = services.script.lookup("get_size");
       if (!fn) throw ScriptError{"the script has no get_size function"};
-      PyRef size = checked(PyObject_CallFunctionObjArgs(fn.get(), handle.get(), nullptr));
+      PyRef size = checked(PyObject_CallFunctionObjArgs(fn.get(), open->handle.get(), nullptr));
       result.size = toSize(size.get(), "get_size");
     });
     return result;
@@ -91,7 +66,7 @@ kj::Promise<void> HandleServer::blockSize(BlockSizeContext context) {
     Result result;
     result.outcome = call("block_size", [&]() {
       if (PyRef fn = services.script.lookup("block_size")) {
-        PyRef sizes = checked(PyObject_CallFunctionObjArgs(fn.get(), handle.get(), nullptr));
+        PyRef sizes = checked(PyObject_CallFunctionObjArgs(fn.get(), open->handle.get(), nullptr));
         result.sizes = toBlockSize(sizes.get(), "block_size");
       }
     });
@@ -111,7 +86,7 @@ kj::Promise<void> HandleServer::exportDescription(ExportDescriptionContext conte
     Result result;
     result.outcome = call("export_description", [&]() {
       if (PyRef fn = services.script.lookup("export_description")) {
-        PyRef text = checked(PyObject_CallFunctionObjArgs(fn.get(), handle.get(), nullptr));
+        PyRef text = checked(PyObject_CallFunctionObjArgs(fn.get(), open->handle.get(), nullptr));
         result.description = utf8(text.get(), "export_description", "the description");
         result.has = true;
       }
@@ -156,7 +131,7 @@ kj::Promise<void> HandleServer::query(QueryContext context) {
     Result result;
     result.outcome = call(question.callback, [&]() {
       if (PyRef fn = services.script.lookup(question.callback)) {
-        PyRef answer = checked(PyObject_CallFunctionObjArgs(fn.get(), handle.get(), nullptr));
+        PyRef answer = checked(PyObject_CallFunctionObjArgs(fn.get(), open->handle.get(), nullptr));
         switch (question.kind) {
         case Question::BOOLEAN:
           result.value = toBool(answer.get());
@@ -185,220 +160,6 @@ kj::Promise<void> HandleServer::query(QueryContext context) {
     auto results = context.getResults();
     result.outcome.fill(results.initStatus());
     results.setValue(result.value);
-  });
-}
-
-uint8_t* HandleServer::sharedRange(rpc::SharedRange::Reader range, uint32_t count) {
-  // The plugin names the range; a range outside the mapping is a plugin bug, not a script's.
-  KJ_REQUIRE(range.getLength() == count && range.getOffset() <= services.data.size &&
-                 count <= services.data.size - range.getOffset(),
-             "shared range outside the data memory", range.getOffset(), count,
-             services.data.size);
-  return services.data.base + range.getOffset();
-}
-
-kj::Promise<void> HandleServer::pread(PreadContext context) {
-  auto params = context.getParams();
-  uint32_t count = params.getCount();
-  uint64_t offset = params.getOffset();
-  uint32_t flags = params.getFlags();
-  // The script writes straight into the shared range the plugin named, or else into the reply
-  // (allocated here, on the loop thread).
-  uint8_t* buffer;
-  if (params.hasShared()) {
-    buffer = sharedRange(params.getShared(), count);
-  } else {
-    buffer = context.getResults().initData(count).begin();
-  }
-  return onPool<Outcome>([this, buffer, count, offset, flags]() {
-    return call("pread", [&]() {
-      PyRef fn = services.script.lookup("pread");
-      if (!fn) throw ScriptError{"the script has no pread function"};
-      if (services.script.apiVersion() == 1) {
-        PyRef result = checked(PyObject_CallFunction(fn.get(), "OIK", handle.get(), count,
-                                                     static_cast<unsigned long long>(offset)));
-        Py_buffer view;
-        if (PyObject_GetBuffer(result.get(), &view, PyBUF_SIMPLE) < 0) {
-          PyErr_Clear();
-          throw ScriptError{"value returned from pread does not support the buffer protocol",
-                            true};
-        }
-        bool tooSmall = view.len < static_cast<Py_ssize_t>(count);
-        if (!tooSmall) memcpy(buffer, view.buf, count);  // longer: truncated, as in-process
-        PyBuffer_Release(&view);
-        if (tooSmall) throw ScriptError{"buffer returned from pread is too small", true};
-      } else {
-        PyRef view = checked(PyMemoryView_FromMemory(reinterpret_cast<char*>(buffer), count,
-                                                     PyBUF_WRITE));
-        callWithView(view.get(), "pread", [&]() {
-          return PyObject_CallFunction(fn.get(), "OOKI", handle.get(), view.get(),
-                                       static_cast<unsigned long long>(offset), flags);
-        });
-      }
-    });
-  }).then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
-  });
-}
-
-kj::Promise<void> HandleServer::pwrite(PwriteContext context) {
-  auto params = context.getParams();
-  const uint8_t* bytes;
-  size_t size;
-  if (params.hasShared()) {
-    auto shared = params.getShared();
-    size = shared.getLength();
-    bytes = sharedRange(shared, shared.getLength());
-  } else {
-    auto data = params.getData();  // read once: each get spends traversal budget
-    bytes = data.begin();
-    size = data.size();
-  }
-  uint64_t offset = params.getOffset();
-  uint32_t flags = params.getFlags();
-  return onPool<Outcome>([this, bytes, size, offset, flags]() {
-    return call("pwrite", [&]() {
-      PyRef fn = services.script.lookup("pwrite");
-      if (!fn) throw ScriptError{"pwrite not implemented", true};
-      if (services.script.apiVersion() == 1) {
-        // API 1 scripts got a bytearray in-process: a private, writable copy.
-        PyRef buffer = checked(PyByteArray_FromStringAndSize(
-            reinterpret_cast<const char*>(bytes), static_cast<Py_ssize_t>(size)));
-        checked(PyObject_CallFunction(fn.get(), "OOK", handle.get(), buffer.get(),
-                                      static_cast<unsigned long long>(offset)));
-      } else {
-        PyRef view = checked(PyMemoryView_FromMemory(
-            reinterpret_cast<char*>(const_cast<uint8_t*>(bytes)), static_cast<Py_ssize_t>(size),
-            PyBUF_READ));
-        callWithView(view.get(), "pwrite", [&]() {
-          return PyObject_CallFunction(fn.get(), "OOKI", handle.get(), view.get(),
-                                       static_cast<unsigned long long>(offset), flags);
-        });
-      }
-    });
-  }).then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
-  });
-}
-
-kj::Promise<void> HandleServer::flush(FlushContext context) {
-  uint32_t flags = context.getParams().getFlags();
-  return onPool<Outcome>([this, flags]() {
-    return call("flush", [&]() {
-      PyRef fn = services.script.lookup("flush");
-      if (!fn) throw ScriptError{"flush not implemented", true};
-      if (services.script.apiVersion() == 1) {
-        checked(PyObject_CallFunctionObjArgs(fn.get(), handle.get(), nullptr));
-      } else {
-        checked(PyObject_CallFunction(fn.get(), "OI", handle.get(), flags));
-      }
-    });
-  }).then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
-  });
-}
-
-kj::Promise<void> HandleServer::trim(TrimContext context) {
-  auto params = context.getParams();
-  uint32_t count = params.getCount();
-  uint64_t offset = params.getOffset();
-  uint32_t flags = params.getFlags();
-  return onPool<Outcome>([this, count, offset, flags]() {
-    return call("trim", [&]() {
-      PyRef fn = services.script.lookup("trim");
-      if (!fn) throw ScriptError{"trim not implemented", true};
-      auto at = static_cast<unsigned long long>(offset);
-      if (services.script.apiVersion() == 1) {
-        checked(PyObject_CallFunction(fn.get(), "OIK", handle.get(), count, at));
-      } else {
-        checked(PyObject_CallFunction(fn.get(), "OIKI", handle.get(), count, at, flags));
-      }
-    });
-  }).then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
-  });
-}
-
-kj::Promise<void> HandleServer::zero(ZeroContext context) {
-  auto params = context.getParams();
-  uint32_t count = params.getCount();
-  uint64_t offset = params.getOffset();
-  uint32_t flags = params.getFlags();
-  return onPool<Outcome>([this, count, offset, flags]() {
-    bool absent = false;
-    Outcome outcome = call("zero", [&]() {
-      PyRef fn = services.script.lookup("zero");
-      if (!fn) {
-        absent = true;
-        return;
-      }
-      auto at = static_cast<unsigned long long>(offset);
-      if (services.script.apiVersion() == 1) {
-        PyObject* mayTrim = (flags & 1) ? Py_True : Py_False;  // NBDKIT_FLAG_MAY_TRIM
-        checked(PyObject_CallFunction(fn.get(), "OIKO", handle.get(), count, at, mayTrim));
-      } else {
-        checked(PyObject_CallFunction(fn.get(), "OIKI", handle.get(), count, at, flags));
-      }
-    });
-    // set_error(EOPNOTSUPP), raised or not, asks nbdkit to fall back to writing zeroes:
-    // no error message then, as in-process.
-    if (absent || outcome.requestedError == EOPNOTSUPP || outcome.requestedError == ENOTSUP) {
-      services.host.debug(absent ? "plugin lacks zero, falling back to pwrite"
-                                 : "zero requested falling back to pwrite");
-      outcome.error = absent ? EOPNOTSUPP : outcome.requestedError;
-      outcome.message.clear();
-    }
-    return outcome;
-  }).then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
-  });
-}
-
-kj::Promise<void> HandleServer::cache(CacheContext context) {
-  auto params = context.getParams();
-  uint32_t count = params.getCount();
-  uint64_t offset = params.getOffset();
-  uint32_t flags = params.getFlags();
-  return onPool<Outcome>([this, count, offset, flags]() {
-    return call("cache", [&]() {
-      PyRef fn = services.script.lookup("cache");
-      if (!fn) throw ScriptError{"cache not implemented", true};
-      checked(PyObject_CallFunction(fn.get(), "OIKI", handle.get(), count,
-                                    static_cast<unsigned long long>(offset), flags));
-    });
-  }).then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
-  });
-}
-
-kj::Promise<void> HandleServer::extents(ExtentsContext context) {
-  auto params = context.getParams();
-  uint32_t count = params.getCount();
-  uint64_t offset = params.getOffset();
-  uint32_t flags = params.getFlags();
-  struct Result { Outcome outcome; std::vector<ExtentValue> extents; };
-  return onPool<Result>([this, count, offset, flags]() {
-    Result result;
-    result.outcome = call("extents", [&]() {
-      PyRef fn = services.script.lookup("extents");
-      if (!fn) throw ScriptError{"extents not implemented", true};
-      PyRef list = checked(PyObject_CallFunction(fn.get(), "OIKI", handle.get(), count,
-                                                 static_cast<unsigned long long>(offset),
-                                                 flags));
-      result.extents = toExtents(list.get(), "extents");
-      checkExtents(result.extents, offset, count, "extents");
-    });
-    return result;
-  }).then([context](Result result) mutable {
-    auto results = context.getResults();
-    result.outcome.fill(results.initStatus());
-    if (!result.outcome.ok()) return;
-    auto list = results.initExtents(result.extents.size());
-    for (size_t i = 0; i < result.extents.size(); ++i) {
-      list[i].setOffset(result.extents[i].offset);
-      list[i].setLength(result.extents[i].length);
-      list[i].setType(result.extents[i].type);
-    }
   });
 }
 

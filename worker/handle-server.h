@@ -1,9 +1,9 @@
-// One open connection: the Handle capability returned by open(). Each method runs the script's
-// callback on the Python pool; dropping the last reference runs close(h).
+// One open connection: the Handle capability returned by open(), for the questions nbdkit asks
+// once per connection (the data callbacks come on lanes, lane-server.h). Each method runs the
+// script's callback on the Python pool; dropping the last reference runs close(h).
 #pragma once
 
-#include "call-context.h"
-#include "python-ref.h"
+#include "open-handle.h"
 #include "script.h"
 #include "services.h"
 
@@ -13,28 +13,22 @@ namespace pyworker {
 
 class HandleServer final: public rpc::Handle::Server {
 public:
-  HandleServer(Services services, PyRef handle, ConnectionInfo connection);
+  HandleServer(Services services, std::shared_ptr<OpenHandle> open);
+  // Registers `open` in services.handles, for lanes to find.
   ~HandleServer() noexcept(false);
-  // Capnp destroys the server only after every call on it has returned, so close() runs
-  // after the connection's last request, on the pool.
+  // Capnp destroys the server only after every call on it has returned, and the plugin
+  // releases it only after the connection's last data call, so close() runs after the
+  // connection's last request, on the pool.
+
+  uint64_t handleId() const { return id; }
 
 protected:
   kj::Promise<void> getSize(GetSizeContext context) override;
   kj::Promise<void> blockSize(BlockSizeContext context) override;
   kj::Promise<void> exportDescription(ExportDescriptionContext context) override;
   kj::Promise<void> query(QueryContext context) override;
-  kj::Promise<void> pread(PreadContext context) override;
-  kj::Promise<void> pwrite(PwriteContext context) override;
-  kj::Promise<void> flush(FlushContext context) override;
-  kj::Promise<void> trim(TrimContext context) override;
-  kj::Promise<void> zero(ZeroContext context) override;
-  kj::Promise<void> cache(CacheContext context) override;
-  kj::Promise<void> extents(ExtentsContext context) override;
 
 private:
-  uint8_t* sharedRange(rpc::SharedRange::Reader range, uint32_t count);
-  // Where a request's payload lies in the data memory shared with the plugin.
-
   template <typename T>
   kj::Promise<T> onPool(kj::Function<T()> job);
 
@@ -42,8 +36,8 @@ private:
   // Script::call with this connection's state. Pool thread.
 
   Services services;
-  PyRef handle;  // WARNING: only touched under the GIL; the destructor moves it to the pool
-  ConnectionInfo connection;
+  std::shared_ptr<OpenHandle> open;  // the destructor moves it to the pool, for close()
+  uint64_t id;
 };
 
 }  // namespace pyworker

@@ -2,6 +2,8 @@
 // script in an embedded CPython, and ends when the serving connection ends.
 
 #include "host-link.h"
+#include "lane-server.h"
+#include "open-handle.h"
 #include "nbdkit-module.h"
 #include "process-title.h"
 #include "python-executor.h"
@@ -40,6 +42,7 @@ struct Arguments {
   int serveFd = -1;
   std::optional<int> configFd;
   std::optional<int> dataFd;  // the memfd of request payloads shared with the plugin
+  std::optional<int> laneFd;  // where the plugin offers lanes (the data path)
   size_t dataSize = 0;
   std::string label;  // the script's base name, given by the plugin for ps
 };
@@ -61,7 +64,7 @@ bool isSocket(int fd) {
 
 std::optional<Arguments> parseArguments(int argc, char** argv) {
   // nbdkit-pyworker-worker --serve-fd=N [--config-fd=M] [--data-fd=D --data-size=BYTES]
-  //                        [--] LABEL
+  //                        [--lane-fd=L] [--] LABEL
   Arguments arguments;
   bool serveGiven = false;
   for (int i = 1; i < argc; ++i) {
@@ -83,6 +86,10 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
       auto fd = parseFd(arg.substr(strlen("--data-fd=")));
       if (!fd) return std::nullopt;
       arguments.dataFd = *fd;
+    } else if (arg.rfind("--lane-fd=", 0) == 0) {
+      auto fd = parseFd(arg.substr(strlen("--lane-fd=")));
+      if (!fd) return std::nullopt;
+      arguments.laneFd = *fd;
     } else if (arg.rfind("--data-size=", 0) == 0) {
       auto text = arg.substr(strlen("--data-size="));
       char* end = nullptr;
@@ -96,6 +103,9 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
   }
   if (arguments.dataFd && (*arguments.dataFd < 3 || arguments.dataSize == 0)) return std::nullopt;
   if (!serveGiven || arguments.serveFd < 3 || !isSocket(arguments.serveFd)) return std::nullopt;
+  if (arguments.laneFd && (*arguments.laneFd < 3 || !isSocket(*arguments.laneFd))) {
+    return std::nullopt;
+  }
   if (arguments.configFd &&
       (*arguments.configFd < 3 || *arguments.configFd == arguments.serveFd ||
        !isSocket(*arguments.configFd))) {
@@ -143,8 +153,11 @@ public:
   }
 };
 
-[[noreturn]] void finish(PythonExecutor& executor, PyThreadState* mainThread) {
-  if (!executor.waitUntilIdle(std::chrono::milliseconds(500))) {
+[[noreturn]] void finish(PythonExecutor& executor, const LaneServer* lanes,
+                         PyThreadState* mainThread) {
+  bool idle = executor.waitUntilIdle(std::chrono::milliseconds(500)) &&
+              (!lanes || lanes->waitUntilIdle(std::chrono::milliseconds(500)));
+  if (!idle) {
     // A callback is still running (maybe hung, maybe holding the GIL): finalizing would wait
     // for it. The plugin is gone, so nobody wants its answer.
     fflush(nullptr);
@@ -164,7 +177,7 @@ public:
 
 int run(const Arguments& arguments) {
   int highest = std::max({arguments.serveFd, arguments.configFd.value_or(-1),
-                          arguments.dataFd.value_or(-1)});
+                          arguments.dataFd.value_or(-1), arguments.laneFd.value_or(-1)});
   // Nothing of nbdkit's (client sockets, the other end of our socketpairs) may stay open here.
   KJ_SYSCALL(close_range(highest + 1, ~0U, 0));
   signal(SIGPIPE, SIG_IGN);
@@ -211,8 +224,13 @@ int run(const Arguments& arguments) {
     close(*arguments.dataFd);
     data = {static_cast<uint8_t*>(base), arguments.dataSize};
   }
+  HandleTable handles;
+  std::optional<LaneServer> lanes;
+  if (arguments.laneFd) {
+    lanes.emplace(kj::AutoCloseFd(*arguments.laneFd), script, host, handles, data);
+  }
   rpc::Worker::Client worker =
-      kj::heap<WorkerServer>(Services{script, executor, host, closes, data});
+      kj::heap<WorkerServer>(Services{script, executor, host, closes, handles, data});
 
   Connection serving(*io.lowLevelProvider, arguments.serveFd, worker);
   std::optional<Connection> config;
@@ -228,7 +246,7 @@ int run(const Arguments& arguments) {
 
   serving.onDisconnect().wait(io.waitScope);
   host.disconnect();
-  finish(executor, mainThread);
+  finish(executor, lanes ? &*lanes : nullptr, mainThread);
 }
 
 }  // namespace

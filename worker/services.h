@@ -1,5 +1,6 @@
-// What the RPC servers share: the script, the threads that run it, the line to the Host, and
-// the pending close() jobs (cleanup waits for them). Owned by main(), which outlives them.
+// What the RPC servers share: the script, the threads that run it, the line to the Host, the
+// pending close() jobs (cleanup waits for them) and the open handles (lanes find them there).
+// Owned by main(), which outlives them.
 #pragma once
 
 #include <kj/async.h>
@@ -9,6 +10,7 @@
 
 namespace pyworker {
 
+class HandleTable;
 class HostLink;
 class PythonExecutor;
 class Script;
@@ -25,6 +27,7 @@ struct Services {
   PythonExecutor& executor;
   HostLink& host;
   kj::TaskSet& closes;
+  HandleTable& handles;
   SharedData data;
 };
 

@@ -273,7 +273,8 @@ kj::Promise<void> WorkerServer::open(OpenContext context) {
     if (result.outcome.ok()) {
       // Built here so that the Python handle never needs the GIL on the loop thread: if the
       // reply is dropped, ~HandleServer still hands it back to the pool.
-      result.handle = kj::heap<HandleServer>(services, kj::mv(handle), kj::mv(connection));
+      auto open = std::make_shared<OpenHandle>(OpenHandle{kj::mv(handle), kj::mv(connection)});
+      result.handle = kj::heap<HandleServer>(services, kj::mv(open));
     } else if (handle) {
       GilScope gil;
       handle = PyRef();
@@ -283,6 +284,7 @@ kj::Promise<void> WorkerServer::open(OpenContext context) {
     auto results = context.getResults();
     result.outcome.fill(results.initStatus());
     KJ_IF_MAYBE(server, result.handle) {
+      results.setHandleId((*server)->handleId());
       results.setHandle(kj::mv(*server));
     }
   });

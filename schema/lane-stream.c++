@@ -1,0 +1,182 @@
+#include "lane-stream.h"
+
+#include <capnp/serialize.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <climits>
+#include <atomic>
+#include <vector>
+
+namespace pyworker {
+
+namespace {
+
+constexpr size_t BUFFER_WORDS = 16 * 1024;
+// 128 KiB: any message but an inline payload that the shared data memory had no room for.
+
+std::atomic<int> spinners{0};
+// Why spin at all: on a virtual machine, waking a thread whose CPU has gone idle costs tens
+// of microseconds (the hypervisor must reschedule that CPU); polling for a moment keeps the
+// CPU awake when the answer is about to come. Why only one spinner per process: with many
+// requests in flight the CPUs have better things to do than several threads polling.
+
+class SpinTurn {
+  // This thread's turn to spin, if no other thread of the process has it.
+public:
+  SpinTurn() {
+    int none = 0;
+    held_ = spinners.compare_exchange_strong(none, 1, std::memory_order_acquire);
+  }
+  ~SpinTurn() {
+    if (held_) spinners.store(0, std::memory_order_release);
+  }
+  SpinTurn(const SpinTurn&) = delete;
+  SpinTurn& operator=(const SpinTurn&) = delete;
+  explicit operator bool() const { return held_; }
+
+private:
+  bool held_;
+};
+
+int millisecondsUntil(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                           std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
+}
+
+bool pollFor(int fd, short events, int milliseconds) {
+  pollfd p = {fd, events, 0};
+  for (;;) {
+    int r = poll(&p, 1, milliseconds);
+    if (r >= 0) return r > 0;  // POLLHUP/POLLERR count: the read or write then says what
+    if (errno != EINTR) throw LaneError(LaneError::CLOSED, "poll on a lane failed");
+  }
+}
+
+}  // namespace
+
+LaneStream::LaneStream(kj::AutoCloseFd socket)
+    : socket_(kj::mv(socket)), buffer_(kj::heapArray<capnp::word>(BUFFER_WORDS)) {}
+
+void LaneStream::write(capnp::MessageBuilder& message) {
+  auto segments = message.getSegmentsForOutput();
+  // Cap'n Proto's stream framing: segment count - 1, each segment's size in words (all
+  // little-endian 32-bit), padded to a word; then the segments.
+  uint32_t table[2 + 2 * 8] = {};
+  std::vector<uint32_t> bigTable;
+  uint32_t* header = table;
+  size_t headerWords = segments.size() / 2 + 1;
+  if (headerWords * 2 > kj::size(table)) {
+    bigTable.assign(headerWords * 2, 0);
+    header = bigTable.data();
+  }
+  header[0] = static_cast<uint32_t>(segments.size() - 1);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    header[i + 1] = static_cast<uint32_t>(segments[i].size());
+  }
+  iovec inline_[1 + 8];
+  std::vector<iovec> bigVector;
+  iovec* vector = inline_;
+  if (segments.size() + 1 > kj::size(inline_)) {
+    bigVector.resize(segments.size() + 1);
+    vector = bigVector.data();
+  }
+  vector[0] = {header, headerWords * sizeof(capnp::word)};
+  for (size_t i = 0; i < segments.size(); ++i) {
+    vector[i + 1] = {const_cast<capnp::word*>(segments[i].begin()),
+                     segments[i].size() * sizeof(capnp::word)};
+  }
+  size_t count = segments.size() + 1;
+  iovec* next = vector;
+  while (count > 0) {
+    msghdr m{};
+    m.msg_iov = next;
+    m.msg_iovlen = std::min<size_t>(count, IOV_MAX);
+    ssize_t n = sendmsg(socket_.get(), &m, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw LaneError(LaneError::CLOSED, "the other end of the lane is gone");
+    }
+    // Skip what was sent; a partial write leaves the rest of one piece.
+    size_t sent = static_cast<size_t>(n);
+    while (count > 0 && sent >= next->iov_len) {
+      sent -= next->iov_len;
+      ++next;
+      --count;
+    }
+    if (count > 0) {
+      next->iov_base = static_cast<char*>(next->iov_base) + sent;
+      next->iov_len -= sent;
+    }
+  }
+}
+
+bool LaneStream::waitReadable(std::optional<std::chrono::steady_clock::time_point> deadline,
+                              std::chrono::microseconds spin) {
+  if (spin.count() > 0) {
+    if (SpinTurn turn; turn) {
+      auto until = std::chrono::steady_clock::now() + spin;
+      do {
+        if (pollFor(socket_.get(), POLLIN, 0)) return true;
+        sched_yield();  // a runnable thread on this CPU (the one we wait for?) goes first
+      } while (std::chrono::steady_clock::now() < until);
+    }
+  }
+  if (!deadline) return true;  // the blocking read waits
+  return pollFor(socket_.get(), POLLIN, millisecondsUntil(*deadline));
+}
+
+size_t LaneStream::receive(kj::byte* into, size_t room) {
+  for (;;) {
+    ssize_t n = recv(socket_.get(), into, room, 0);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n < 0 && errno == EINTR) continue;
+    throw LaneError(LaneError::CLOSED, n == 0 ? "the lane was closed by the other end"
+                                              : "the lane failed (connection reset)");
+  }
+}
+
+kj::ArrayPtr<const capnp::word> LaneStream::read(
+    std::optional<std::chrono::steady_clock::time_point> deadline,
+    std::chrono::microseconds spin) {
+  large_ = nullptr;
+  kj::ArrayPtr<capnp::word> into = buffer_;
+  size_t filled = 0;  // bytes
+  for (bool first = true;; first = false) {
+    size_t needed = 1;  // words: the first one holds the segment count and first size
+    if (filled >= sizeof(capnp::word)) {
+      needed = capnp::expectedSizeInWordsFromPrefix(
+          kj::arrayPtr(into.begin(), filled / sizeof(capnp::word)));
+    }
+    if (needed > MAX_MESSAGE_WORDS) {
+      throw LaneError(LaneError::MALFORMED, "a lane message is larger than the limit");
+    }
+    if (filled >= needed * sizeof(capnp::word)) {
+      if (filled > needed * sizeof(capnp::word)) {
+        // One call at a time each way: nothing may follow a message.
+        throw LaneError(LaneError::MALFORMED, "unexpected bytes after a lane message");
+      }
+      return into.slice(0, needed);
+    }
+    if (needed > into.size()) {
+      auto bigger = kj::heapArray<capnp::word>(needed);
+      memcpy(bigger.begin(), into.begin(), filled);
+      large_ = kj::mv(bigger);
+      into = large_;
+    }
+    if (!waitReadable(deadline, first ? spin : std::chrono::microseconds(0))) {
+      throw LaneError(LaneError::TIMED_OUT, "no reply on the lane before the deadline");
+    }
+    auto* bytes = reinterpret_cast<kj::byte*>(into.begin());
+    filled += receive(bytes + filled, into.size() * sizeof(capnp::word) - filled);
+  }
+}
+
+}  // namespace pyworker

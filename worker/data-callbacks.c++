@@ -1,0 +1,175 @@
+#include "data-callbacks.h"
+
+#include "host-link.h"
+
+#include <kj/function.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace pyworker {
+
+namespace {
+
+bool releaseView(PyObject* view) {
+  // memoryview.release(), keeping any exception the callback raised. It fails when the
+  // script still holds an export of the view (a numpy array made from it, say); a slice or
+  // memoryview(buf) kept by the script survives it, still sharing the managed buffer.
+  PyObject *type, *value, *trace;
+  PyErr_Fetch(&type, &value, &trace);
+  PyRef result(PyObject_CallMethod(view, "release", nullptr));
+  PyErr_Clear();
+  PyErr_Restore(type, value, trace);
+  auto* managed = reinterpret_cast<PyMemoryViewObject*>(view)->mbuf;
+  return result && managed->exports == 0;
+}
+
+PyRef callWithView(PyObject* view, const char* callback, kj::FunctionParam<PyObject*()> call) {
+  PyRef result(call());
+  bool released = releaseView(view);
+  if (!result) throw PythonError{};
+  if (!released) {
+    // WARNING: the memory stays reachable from Python; all we can do is report it.
+    throw ScriptError{std::string(callback) +
+                      " kept a reference to its buffer after returning; copy the data instead"};
+  }
+  return result;
+}
+
+PyObject* self(const OpenHandle& h) {
+  // Borrowed: the call's arguments hold their own reference. Null once close() has run, which
+  // a correct plugin never lets a data call see.
+  if (!h.handle) throw ScriptError{"the connection is already closed"};
+  return h.handle.get();
+}
+
+unsigned long long at(uint64_t offset) { return static_cast<unsigned long long>(offset); }
+
+}  // namespace
+
+Outcome DataCallbacks::pread(const OpenHandle& h, uint8_t* buffer, uint32_t count,
+                             uint64_t offset, uint32_t flags) const {
+  return script.call("pread", &h.connection, [&]() {
+    PyRef fn = script.lookup("pread");
+    if (!fn) throw ScriptError{"the script has no pread function"};
+    if (script.apiVersion() == 1) {
+      PyRef result = checked(PyObject_CallFunction(fn.get(), "OIK", self(h), count,
+                                                   at(offset)));
+      Py_buffer view;
+      if (PyObject_GetBuffer(result.get(), &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        throw ScriptError{"value returned from pread does not support the buffer protocol",
+                          true};
+      }
+      bool tooSmall = view.len < static_cast<Py_ssize_t>(count);
+      if (!tooSmall) memcpy(buffer, view.buf, count);  // longer: truncated, as in-process
+      PyBuffer_Release(&view);
+      if (tooSmall) throw ScriptError{"buffer returned from pread is too small", true};
+    } else {
+      PyRef view = checked(PyMemoryView_FromMemory(reinterpret_cast<char*>(buffer), count,
+                                                   PyBUF_WRITE));
+      callWithView(view.get(), "pread", [&]() {
+        return PyObject_CallFunction(fn.get(), "OOKI", self(h), view.get(), at(offset),
+                                     flags);
+      });
+    }
+  });
+}
+
+Outcome DataCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint32_t count,
+                              uint64_t offset, uint32_t flags) const {
+  return script.call("pwrite", &h.connection, [&]() {
+    PyRef fn = script.lookup("pwrite");
+    if (!fn) throw ScriptError{"pwrite not implemented", true};
+    if (script.apiVersion() == 1) {
+      // API 1 scripts got a bytearray in-process: a private, writable copy.
+      PyRef buffer = checked(PyByteArray_FromStringAndSize(
+          reinterpret_cast<const char*>(bytes), static_cast<Py_ssize_t>(count)));
+      checked(PyObject_CallFunction(fn.get(), "OOK", self(h), buffer.get(), at(offset)));
+    } else {
+      PyRef view = checked(PyMemoryView_FromMemory(
+          reinterpret_cast<char*>(const_cast<uint8_t*>(bytes)), static_cast<Py_ssize_t>(count),
+          PyBUF_READ));
+      callWithView(view.get(), "pwrite", [&]() {
+        return PyObject_CallFunction(fn.get(), "OOKI", self(h), view.get(), at(offset),
+                                     flags);
+      });
+    }
+  });
+}
+
+Outcome DataCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
+  return script.call("flush", &h.connection, [&]() {
+    PyRef fn = script.lookup("flush");
+    if (!fn) throw ScriptError{"flush not implemented", true};
+    if (script.apiVersion() == 1) {
+      checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
+    } else {
+      checked(PyObject_CallFunction(fn.get(), "OI", self(h), flags));
+    }
+  });
+}
+
+Outcome DataCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offset,
+                            uint32_t flags) const {
+  return script.call("trim", &h.connection, [&]() {
+    PyRef fn = script.lookup("trim");
+    if (!fn) throw ScriptError{"trim not implemented", true};
+    if (script.apiVersion() == 1) {
+      checked(PyObject_CallFunction(fn.get(), "OIK", self(h), count, at(offset)));
+    } else {
+      checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count, at(offset), flags));
+    }
+  });
+}
+
+Outcome DataCallbacks::zero(const OpenHandle& h, uint32_t count, uint64_t offset,
+                            uint32_t flags) const {
+  bool absent = false;
+  Outcome outcome = script.call("zero", &h.connection, [&]() {
+    PyRef fn = script.lookup("zero");
+    if (!fn) {
+      absent = true;
+      return;
+    }
+    if (script.apiVersion() == 1) {
+      PyObject* mayTrim = (flags & 1) ? Py_True : Py_False;  // NBDKIT_FLAG_MAY_TRIM
+      checked(PyObject_CallFunction(fn.get(), "OIKO", self(h), count, at(offset),
+                                    mayTrim));
+    } else {
+      checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count, at(offset), flags));
+    }
+  });
+  // set_error(EOPNOTSUPP), raised or not, asks nbdkit to fall back to writing zeroes:
+  // no error message then, as in-process.
+  if (absent || outcome.requestedError == EOPNOTSUPP || outcome.requestedError == ENOTSUP) {
+    host.debug(absent ? "plugin lacks zero, falling back to pwrite"
+                      : "zero requested falling back to pwrite");
+    outcome.error = absent ? EOPNOTSUPP : outcome.requestedError;
+    outcome.message.clear();
+  }
+  return outcome;
+}
+
+Outcome DataCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t offset,
+                             uint32_t flags) const {
+  return script.call("cache", &h.connection, [&]() {
+    PyRef fn = script.lookup("cache");
+    if (!fn) throw ScriptError{"cache not implemented", true};
+    checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count, at(offset), flags));
+  });
+}
+
+Outcome DataCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t offset,
+                               uint32_t flags, std::vector<ExtentValue>& extents) const {
+  return script.call("extents", &h.connection, [&]() {
+    PyRef fn = script.lookup("extents");
+    if (!fn) throw ScriptError{"extents not implemented", true};
+    PyRef list = checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count,
+                                               at(offset), flags));
+    extents = toExtents(list.get(), "extents");
+    checkExtents(extents, offset, count, "extents");
+  });
+}
+
+}  // namespace pyworker

@@ -1,0 +1,44 @@
+// The worker's end of the data path: takes the lanes the plugin offers on --lane-fd and serves
+// each on a thread of its own, which reads a DataCall, runs the script's callback itself (no
+// hop to another thread) and writes the DataReply. See "Lanes" in schema/pyworker.capnp.
+#pragma once
+
+#include "data-callbacks.h"
+#include "open-handle.h"
+#include "services.h"
+
+#include <kj/io.h>
+
+#include <atomic>
+#include <chrono>
+
+namespace pyworker {
+
+class LaneStream;
+
+class LaneServer {
+public:
+  LaneServer(kj::AutoCloseFd offers, const Script& script, HostLink& host,
+             const HandleTable& handles, SharedData data);
+  // Starts the thread that takes new lanes. Lives as long as the process (its threads are
+  // detached and only end with their sockets).
+  KJ_DISALLOW_COPY(LaneServer);
+
+  bool waitUntilIdle(std::chrono::milliseconds limit) const;
+  // Whether, within `limit`, no lane is inside a callback.
+
+private:
+  void takeLanes();
+  void serve(kj::AutoCloseFd socket);
+  void answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch);
+  Outcome run(rpc::DataCall::Reader call, rpc::DataReply::Builder reply);
+  uint8_t* sharedRange(uint64_t offset, uint32_t length, uint32_t count) const;
+
+  kj::AutoCloseFd offers_;
+  DataCallbacks callbacks_;
+  const HandleTable& handles_;
+  SharedData data_;
+  std::atomic<int> busy_{0};
+};
+
+}  // namespace pyworker
