@@ -139,18 +139,7 @@ void onHandle(void* handle, Call&& call) {
   connection.instance->link().run([&](rpc::Worker::Client&) { return call(*connection.handle); });
 }
 
-// Sends a Handle request that carries only a Status back, and applies it.
-template <typename Request>
-int simpleHandleCall(void* handle, Request&& makeRequest) {
-  ScriptOutcome outcome;
-  onHandle(handle, [&](rpc::Handle::Client& h) {
-    return makeRequest(h).send().then(
-        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
-  });
-  return outcome.report() ? 0 : -1;
-}
-
-// Same for the Worker requests that carry only a Status.
+// Sends a Worker request that carries only a Status back, and applies it.
 template <typename Request>
 int simpleWorkerCall(WorkerLink& link, Request&& makeRequest) {
   ScriptOutcome outcome;
