@@ -581,5 +581,27 @@ class BadReturnsTest(NbdkitTestCase):
             self.assertEqual(r.returncode, 0, option + ":\n" + r.stderr)
 
 
+
+class MainThreadTest(NbdkitTestCase):
+    """Process-wide callbacks run on the main thread, as in-process; a threading module first
+    imported in a connection callback does not keep the interpreter from finalizing."""
+
+    def test_signal_handler_in_config_and_late_threading_import(self):
+        out = {}
+        for plugin in BOTH:
+            log = os.path.join(self.tmp, "main-thread-%s.log" % plugin)
+            server = self.start(self.script("compat-main-thread.py"), "log=" + log,
+                                plugin=plugin)
+            h = server.connect()
+            self.assertEqual(len(h.pread(512, 0)), 512)
+            self.close_handles()
+            self.assertEqual(server.stop(), 0, server.stderr())
+            with open(log) as f:
+                out[plugin] = f.read().splitlines()
+        self.assertEqual(out[PYWORKER], out[PYTHON])
+        self.assertEqual(out[PYWORKER], ["config_complete set a signal handler",
+                                         "atexit MainThread"])
+
+
 if __name__ == "__main__":
     harness.main()

@@ -153,6 +153,24 @@ public:
   }
 };
 
+void forgetForeignMainThread() {
+  // WARNING: Python 3.11's threading internals. The threading module takes the thread that
+  // first imports it for the main thread; in a connection callback that is a pool or lane
+  // thread, which never ends, and Py_FinalizeEx() would wait for it for ever (then the
+  // watchdog below ends the process, without atexit handlers). Such a thread is no more the
+  // script's than a C library's thread: drop it from the threads that finalizing waits for,
+  // as threading._shutdown() itself ignores a main thread that is not this one.
+  if (PyRun_SimpleString(
+          "import sys\n"
+          "_t = sys.modules.get('threading')\n"
+          "if _t is not None and _t._main_thread.ident != _t.get_ident():\n"
+          "    with _t._shutdown_locks_lock:\n"
+          "        _t._shutdown_locks.discard(_t._main_thread._tstate_lock)\n"
+          "del _t\n") != 0) {
+    fputs("nbdkit-pyworker-worker: could not prepare the threading module for exit\n", stderr);
+  }
+}
+
 [[noreturn]] void finish(PythonExecutor& executor, const LaneServer* lanes,
                          PyThreadState* mainThread) {
   bool idle = executor.waitUntilIdle(std::chrono::milliseconds(500)) &&
@@ -171,6 +189,7 @@ public:
     _exit(0);
   }).detach();
   PyEval_RestoreThread(mainThread);
+  forgetForeignMainThread();
   Py_FinalizeEx();
   exit(0);
 }
@@ -194,18 +213,19 @@ int run(const Arguments& arguments) {
   // where the script was.
   // SIGUSR2 makes faulthandler print every thread's Python stack (to the plugin, so to
   // nbdkit's log) without stopping the worker: `kill -USR2 PID` is a debugger-free look at
-  // where the script is (not SIGUSR1: kj reserves it). A signal the script cannot take: its
-  // code never runs on the main thread, where Python signal handlers must be set.
-  // threading is imported here, on the main thread: imported first by a pool thread, it
-  // would take that thread for the main one, and Py_FinalizeEx() would wait for it forever
-  // (no atexit handlers, a worker that outlives nbdkit by the finish() watchdog).
-  if (PyRun_SimpleString("import sys, faulthandler, signal, threading\n"
-                         "sys.stdout.reconfigure(line_buffering=True)\n"
-                         "faulthandler.enable()\n"
-                         "faulthandler.register(signal.SIGUSR2, all_threads=True)\n") != 0) {
+  // where the script is (not SIGUSR1: kj reserves it). A script that sets its own handler
+  // for it (in config, on the main thread) replaces this one, as it would nbdkit's own.
+  // Only what is needed is imported (the signal module alone costs ~2 ms of start-up).
+  std::string setup = "import sys, faulthandler\n"
+                      "sys.stdout.reconfigure(line_buffering=True)\n"
+                      "faulthandler.enable()\n"
+                      "faulthandler.register(" + std::to_string(SIGUSR2) + ", all_threads=True)\n";
+  if (PyRun_SimpleString(setup.c_str()) != 0) {
     fputs("nbdkit-pyworker-worker: could not set up stdout and faulthandler\n", stderr);
   }
-  PyThreadState* mainThread = PyEval_SaveThread();  // Python runs on pool threads only
+  // From now on Python runs on this thread only inside the config-phase calls (worker-server:
+  // onMainThread), otherwise on pool and lane threads.
+  PyThreadState* mainThread = PyEval_SaveThread();
 
   auto io = kj::setupAsyncIo();
   HostLink host(kj::getCurrentThreadExecutor());

@@ -1,6 +1,7 @@
 // A growing pool of native threads that run Python jobs, so that callbacks of several
 // connections (or several requests under the PARALLEL thread model) really run at once.
-// The event-loop thread never runs Python: it hands a job here and waits on a promise.
+// The event-loop thread runs only the config-phase callbacks itself (nothing else happens
+// then); the others it hands here and waits on a promise.
 #pragma once
 
 #include <kj/async.h>

@@ -21,8 +21,21 @@
 
 namespace pyworker {
 
+template <typename T>
+kj::Promise<T> WorkerServer::onMainThread(kj::Function<T()> job) {
+  // Synchronously, on this (the loop) thread: nothing else is going on in the config phase,
+  // and the worker's main thread is where nbdkit runs these callbacks in-process (a script
+  // may call signal.signal() in config, and the threading module it imports takes this
+  // thread for the main one).
+  kj::Maybe<T> result;
+  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() { result = job(); })) {
+    return kj::mv(*exception);
+  }
+  return kj::mv(KJ_ASSERT_NONNULL(result));
+}
+
 kj::Promise<Outcome> WorkerServer::callOptional(const char* callback) {
-  return services.executor.run<Outcome>([this, callback]() {
+  return onMainThread<Outcome>([this, callback]() {
     return services.script.call(callback, nullptr, [&]() {
       if (PyRef fn = services.script.lookup(callback)) {
         checked(PyObject_CallNoArgs(fn.get()));
@@ -36,7 +49,7 @@ kj::Promise<void> WorkerServer::load(LoadContext context) {
   services.host.setHost(params.getHost());
   std::string path = params.getScript();
   bool debugWait = params.getDebugWait();
-  return services.executor.run<Outcome>([this, path, debugWait]() {
+  return onMainThread<Outcome>([this, path, debugWait]() {
     if (debugWait) waitForDebugger();
     return services.script.load(path);
   }).then([this, context](Outcome outcome) mutable {
@@ -53,7 +66,7 @@ kj::Promise<void> WorkerServer::config(ConfigContext context) {
   auto params = context.getParams();
   std::string key = params.getKey();
   std::string value = params.getValue();
-  return services.executor.run<Outcome>([this, key, value]() {
+  return onMainThread<Outcome>([this, key, value]() {
     bool absent = false;
     Outcome outcome = services.script.call("config", nullptr, [&]() {
       PyRef fn = services.script.lookup("config");
@@ -83,7 +96,7 @@ kj::Promise<void> WorkerServer::configComplete(ConfigCompleteContext context) {
 
 kj::Promise<void> WorkerServer::threadModel(ThreadModelContext context) {
   struct Result { Outcome outcome; int32_t model = 1; };  // SERIALIZE_ALL_REQUESTS
-  return services.executor.run<Result>([this]() {
+  return onMainThread<Result>([this]() {
     Result result;
     result.outcome = services.script.call("thread_model", nullptr, [&]() {
       if (PyRef fn = services.script.lookup("thread_model")) {
@@ -157,7 +170,7 @@ kj::Promise<void> WorkerServer::cleanup(CleanupContext) {
 
 kj::Promise<void> WorkerServer::dumpPlugin(DumpPluginContext context) {
   struct Result { Outcome outcome; std::string text; };
-  return services.executor.run<Result>([this]() {
+  return onMainThread<Result>([this]() {
     Result result;
     result.outcome = services.script.call("dump_plugin", nullptr, [&]() {
       PyRef fn = services.script.lookup("dump_plugin");

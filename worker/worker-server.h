@@ -28,6 +28,11 @@ protected:
   kj::Promise<void> open(OpenContext context) override;
 
 private:
+  template <typename T>
+  kj::Promise<T> onMainThread(kj::Function<T()> job);
+  // The process-wide callbacks (load ... after_fork, cleanup, dump_plugin) run here, the
+  // connections' ones on the pool.
+
   kj::Promise<Outcome> callOptional(const char* callback);
   // Runs a no-argument, no-result callback if the script defines it.
 
