@@ -20,6 +20,22 @@ std::string printable(capnp::Text::Reader text) {
 
 }  // namespace
 
+void replayHostCall(rpc::HostCall::Reader call, const std::string& identity) {
+  switch (call.which()) {
+  case rpc::HostCall::DEBUG:
+    nbdkit_debug("%s: %s", identity.c_str(), printable(call.getDebug()).c_str());
+    break;
+  case rpc::HostCall::ERROR:
+    nbdkit_error("%s", printable(call.getError()).c_str());
+    break;
+  case rpc::HostCall::SHUTDOWN:
+    nbdkit_shutdown();
+    break;
+  default:
+    break;  // a kind this plugin does not know: nothing to do
+  }
+}
+
 kj::Promise<void> HostServer::debug(DebugContext context) {
   nbdkit_debug("%s: %s", identity_.c_str(),
                printable(context.getParams().getMessage()).c_str());

@@ -9,6 +9,9 @@
 
 namespace pyworker {
 
+void replayHostCall(rpc::HostCall::Reader call, const std::string& identity);
+// A Host call that came in a lane call's reply, made now, on the calling nbdkit thread.
+
 class HostServer final : public rpc::Host::Server {
 public:
   explicit HostServer(std::string identity) : identity_(kj::mv(identity)) {}

@@ -1,5 +1,7 @@
 // The nbdkit callback table. Each callback is thin: capture what only nbdkit's thread knows,
-// forward one RPC through the supervisor's link, check the reply, apply it to nbdkit.
+// forward one call to the worker (process-wide callbacks and opening a connection as an RPC
+// through the supervisor's link, a connection's callbacks on a lane), check the reply, apply
+// it to nbdkit.
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,9 +34,9 @@ namespace {
 
 struct Connection {
   // nbdkit's per-connection handle. The connection stays with the worker that opened it, even
-  // after that worker is replaced for new connections. `handle` belongs to that worker's RPC
-  // thread: it is created and destroyed only inside its WorkerLink::run(). Data calls name
-  // the same handle by `handleId` on a lane.
+  // after that worker is replaced for new connections. `handle` (releasing it is close())
+  // belongs to that worker's RPC thread: it is created and destroyed only inside its
+  // WorkerLink::run(). Calls on lanes name the same handle by `handleId`.
   std::shared_ptr<WorkerInstance> instance;
   std::optional<rpc::Handle::Client> handle;
   uint64_t handleId = 0;
@@ -133,12 +135,6 @@ ServingLink& linkOf(void* handle) {
   return static_cast<Connection*>(handle)->instance->link();
 }
 
-template <typename Call>
-void onHandle(void* handle, Call&& call) {
-  auto& connection = *static_cast<Connection*>(handle);
-  connection.instance->link().run([&](rpc::Worker::Client&) { return call(*connection.handle); });
-}
-
 // Sends a Worker request that carries only a Status back, and applies it.
 template <typename Request>
 int simpleWorkerCall(WorkerLink& link, Request&& makeRequest) {
@@ -155,18 +151,31 @@ void runStatusCall(WorkerLink& link, Request&& makeRequest) {
   if (simpleWorkerCall(link, makeRequest) < 0) throw ScriptFailed();
 }
 
+// Runs one call on a lane to the connection's worker (ServingLink::runLaneCall): `fill` sets
+// what is particular to the call (which callback, its arguments), `read` copies the reply's
+// particulars out, on success only. Returns the outcome.
+template <typename Fill, typename Read>
+ScriptOutcome laneCall(void* handle, Fill&& fill, Read&& read) {
+  auto& connection = *static_cast<Connection*>(handle);
+  ScriptOutcome outcome;
+  connection.instance->link().runLaneCall(
+      [&](rpc::LaneCall::Builder call) {
+        call.setHandle(connection.handleId);
+        fill(call);
+      },
+      [&](rpc::LaneReply::Reader reply) {
+        outcome = ScriptOutcome::from(reply.getStatus());
+        if (outcome.error == 0) read(reply);
+      });
+  return outcome;
+}
+
 int query(void* handle, const char* callback, rpc::Query which, int maximum) {
   return guarded(callback, -1, [&] {
-    ScriptOutcome outcome;
     int32_t value = 0;
-    onHandle(handle, [&](rpc::Handle::Client& h) {
-      auto request = h.queryRequest();
-      request.setQuery(which);
-      return request.send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        value = response.getValue();
-      });
-    });
+    auto outcome = laneCall(
+        handle, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
+        [&](rpc::LaneReply::Reader reply) { value = reply.getValue(); });
     if (!outcome.report()) return -1;
     verify(linkOf(handle), [&] { checkQueryAnswer(callback, value, maximum); });
     return static_cast<int>(value);
@@ -439,16 +448,15 @@ void pyworkerClose(void* handle) {
 const char* pyworkerExportDescription(void* handle) {
   return guarded("export_description", static_cast<const char*>(nullptr),
                  [&]() -> const char* {
-                   ScriptOutcome outcome;
                    std::optional<std::string> description;
-                   onHandle(handle, [&](rpc::Handle::Client& h) {
-                     return h.exportDescriptionRequest().send().then([&](auto response) {
-                       outcome = ScriptOutcome::from(response.getStatus());
-                       if (response.getHasDescription()) {
-                         description = copyText(response.getDescription());
-                       }
-                     });
-                   });
+                   auto outcome = laneCall(
+                       handle,
+                       [](rpc::LaneCall::Builder call) { call.setExportDescription(); },
+                       [&](rpc::LaneReply::Reader reply) {
+                         if (reply.getHasDescription()) {
+                           description = copyText(reply.getDescription());
+                         }
+                       });
                    if (!outcome.report() || !description) return nullptr;
                    verify(linkOf(handle),
                           [&] { checkText(*description, "export description"); });
@@ -458,14 +466,10 @@ const char* pyworkerExportDescription(void* handle) {
 
 int64_t pyworkerGetSize(void* handle) {
   return guarded("get_size", int64_t{-1}, [&]() -> int64_t {
-    ScriptOutcome outcome;
     int64_t size = 0;
-    onHandle(handle, [&](rpc::Handle::Client& h) {
-      return h.getSizeRequest().send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        size = response.getSize();
-      });
-    });
+    auto outcome = laneCall(
+        handle, [](rpc::LaneCall::Builder call) { call.setGetSize(); },
+        [&](rpc::LaneReply::Reader reply) { size = reply.getSize(); });
     if (!outcome.report()) return -1;
     verify(linkOf(handle), [&] { checkSize(size); });
     return size;
@@ -474,15 +478,13 @@ int64_t pyworkerGetSize(void* handle) {
 
 int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   return guarded("block_size", -1, [&] {
-    ScriptOutcome outcome;
-    onHandle(handle, [&](rpc::Handle::Client& h) {
-      return h.blockSizeRequest().send().then([&](auto response) {
-        outcome = ScriptOutcome::from(response.getStatus());
-        *minimum = response.getMinimum();
-        *preferred = response.getPreferred();
-        *maximum = response.getMaximum();
-      });
-    });
+    auto outcome = laneCall(
+        handle, [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
+        [&](rpc::LaneReply::Reader reply) {
+          *minimum = reply.getMinimum();
+          *preferred = reply.getPreferred();
+          *maximum = reply.getMaximum();
+        });
     if (!outcome.report()) return -1;
     // nbdkit validates the values themselves (powers of two, ordering) and names the problem.
     return 0;
@@ -511,7 +513,6 @@ int pyworkerCanCache(void* h) {
 }
 
 // --- data callbacks ---
-// Each is one DataCall on a lane (ServingLink::runDataCall), made on nbdkit's own thread.
 
 // Payloads from this size up go through the data memory shared with the worker instead of
 // inside the messages (two copies fewer); smaller ones are cheaper inline.
@@ -522,29 +523,22 @@ SharedArena::Lease sharedRangeFor(void* handle, uint32_t count) {
   return static_cast<Connection*>(handle)->instance->process().sharedData().lease(count);
 }
 
-// Runs one data call on the connection's worker: `fill` sets what is particular to the call
-// (which callback, payload), `read` copies the reply's particulars out. Returns the outcome.
+// A data call: laneCall with the request's range and flags.
 template <typename Fill, typename Read>
 ScriptOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
                        Fill&& fill, Read&& read) {
-  auto& connection = *static_cast<Connection*>(handle);
-  ScriptOutcome outcome;
-  connection.instance->link().runDataCall(
-      [&](rpc::DataCall::Builder call) {
-        call.setHandle(connection.handleId);
+  return laneCall(
+      handle,
+      [&](rpc::LaneCall::Builder call) {
         call.setCount(count);
         call.setOffset(offset);
         call.setFlags(flags);
         fill(call);
       },
-      [&](rpc::DataReply::Reader reply) {
-        outcome = ScriptOutcome::from(reply.getStatus());
-        if (outcome.error == 0) read(reply);
-      });
-  return outcome;
+      read);
 }
 
-void setShared(rpc::DataCall::Builder call, const SharedArena::Lease& shared, uint32_t count) {
+void setShared(rpc::LaneCall::Builder call, const SharedArena::Lease& shared, uint32_t count) {
   auto range = call.initShared();
   range.setOffset(shared.offset());
   range.setLength(count);
@@ -555,11 +549,11 @@ int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, u
     size_t received = count;
     auto shared = sharedRangeFor(handle, count);  // empty: the data comes in the reply
     auto outcome = dataCall(handle, count, offset, flags,
-        [&](rpc::DataCall::Builder call) {
+        [&](rpc::LaneCall::Builder call) {
           call.setPread();
           if (shared) setShared(call, shared, count);
         },
-        [&](rpc::DataReply::Reader reply) {
+        [&](rpc::LaneReply::Reader reply) {
           auto data = reply.getData();
           if (shared) {
             // The script filled our range; the reply itself must carry nothing.
@@ -582,7 +576,7 @@ int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t of
     auto shared = sharedRangeFor(handle, count);
     if (shared) memcpy(shared.data(), buffer, count);
     auto outcome = dataCall(handle, count, offset, flags,
-        [&](rpc::DataCall::Builder call) {
+        [&](rpc::LaneCall::Builder call) {
           call.setPwrite();
           if (shared) {
             setShared(call, shared, count);
@@ -590,39 +584,39 @@ int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t of
             call.setData(kj::arrayPtr(static_cast<const kj::byte*>(buffer), count));
           }
         },
-        [](rpc::DataReply::Reader) {});
+        [](rpc::LaneReply::Reader) {});
     return outcome.report() ? 0 : -1;
   });
 }
 
 // flush, trim, zero and cache carry nothing but a Status back.
 template <typename Select>
-int statusDataCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
+int statusLaneCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
                    uint32_t flags, Select&& select) {
   return guarded(callback, -1, [&] {
-    auto outcome = dataCall(handle, count, offset, flags, select, [](rpc::DataReply::Reader) {});
+    auto outcome = dataCall(handle, count, offset, flags, select, [](rpc::LaneReply::Reader) {});
     return outcome.report() ? 0 : -1;
   });
 }
 
 int pyworkerFlush(void* handle, uint32_t flags) {
-  return statusDataCall("flush", handle, 0, 0, flags,
-                        [](rpc::DataCall::Builder call) { call.setFlush(); });
+  return statusLaneCall("flush", handle, 0, 0, flags,
+                        [](rpc::LaneCall::Builder call) { call.setFlush(); });
 }
 
 int pyworkerTrim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return statusDataCall("trim", handle, count, offset, flags,
-                        [](rpc::DataCall::Builder call) { call.setTrim(); });
+  return statusLaneCall("trim", handle, count, offset, flags,
+                        [](rpc::LaneCall::Builder call) { call.setTrim(); });
 }
 
 int pyworkerZero(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return statusDataCall("zero", handle, count, offset, flags,
-                        [](rpc::DataCall::Builder call) { call.setZero(); });
+  return statusLaneCall("zero", handle, count, offset, flags,
+                        [](rpc::LaneCall::Builder call) { call.setZero(); });
 }
 
 int pyworkerCache(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
-  return statusDataCall("cache", handle, count, offset, flags,
-                        [](rpc::DataCall::Builder call) { call.setCache(); });
+  return statusLaneCall("cache", handle, count, offset, flags,
+                        [](rpc::LaneCall::Builder call) { call.setCache(); });
 }
 
 int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
@@ -631,8 +625,8 @@ int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flag
     size_t received = 0;
     std::vector<ExtentEntry> list;
     auto outcome = dataCall(handle, count, offset, flags,
-        [](rpc::DataCall::Builder call) { call.setExtents(); },
-        [&](rpc::DataReply::Reader reply) {
+        [](rpc::LaneCall::Builder call) { call.setExtents(); },
+        [&](rpc::LaneReply::Reader reply) {
           auto entries = reply.getExtents();
           received = entries.size();
           if (received > MAX_EXTENTS) return;  // refused below, without copying

@@ -1,6 +1,7 @@
 #include "serving-link.h"
 
 #include "guard.h"
+#include "host-server.h"
 #include "output-pump.h"
 #include "reply-checks.h"
 
@@ -44,12 +45,15 @@ ServingLink::ServingLink(kj::AutoCloseFd socket, WorkerProcess& process)
   KJ_REQUIRE(lock->executor != nullptr, "pyworker: the RPC thread failed to start");
 }
 
-ServingLink::~ServingLink() noexcept {
+ServingLink::~ServingLink() noexcept { stop(); }
+
+void ServingLink::stop() {
   {
     auto lock = state_.lockExclusive();
     if (lock->stop) lock->stop->fulfill();
+    lock->stop = nullptr;
   }
-  thread_.join();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
 void ServingLink::loop(kj::AutoCloseFd socket) {
@@ -132,8 +136,8 @@ void ServingLink::run(Call call) {
   }
 }
 
-void ServingLink::runDataCall(kj::FunctionParam<void(rpc::DataCall::Builder)> build,
-                              kj::FunctionParam<void(rpc::DataReply::Reader)> read) {
+void ServingLink::runLaneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
+                              kj::FunctionParam<void(rpc::LaneReply::Reader)> read) {
   lastCallWorker = process_.pid();
   callsStarted_++;
   KJ_DEFER(callsFinished_++);
@@ -145,13 +149,15 @@ void ServingLink::runDataCall(kj::FunctionParam<void(rpc::DataCall::Builder)> bu
   try {
     {
       capnp::MallocMessageBuilder message(lane->scratch);
-      build(message.initRoot<rpc::DataCall>());
+      build(message.initRoot<rpc::LaneCall>());
       lane->stream.write(message);
     }
     auto words = lane->stream.read(deadline, REPLY_SPIN);
     try {
-      capnp::FlatArrayMessageReader reply(words, replyOptions());
-      read(reply.getRoot<rpc::DataReply>());
+      capnp::FlatArrayMessageReader message(words, replyOptions());
+      auto reply = message.getRoot<rpc::LaneReply>();
+      for (auto call : reply.getHostCalls()) replayHostCall(call, process_.identity());
+      read(reply);
     } catch (const kj::Exception& e) {
       throw LaneError(LaneError::MALFORMED, e.getDescription().cStr());
     }

@@ -32,17 +32,19 @@ public:
   // From now on a call that takes longer kills the worker and throws CallTimedOut. Armed once
   // the worker is configured: start-up may wait for a debugger (debug-wait=).
   ~ServingLink() noexcept override;
+  void stop();
   // Stops the loop (dropping every capability, which closes the socket) and joins the thread.
+  // Idempotent; later calls fail.
 
   void run(Call call) override;
   rpc::Host::Client host() override;
 
-  void runDataCall(kj::FunctionParam<void(rpc::DataCall::Builder)> build,
-                   kj::FunctionParam<void(rpc::DataReply::Reader)> read);
+  void runLaneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
+                   kj::FunctionParam<void(rpc::LaneReply::Reader)> read);
   // One data call on a lane, on the calling thread: `build` fills the call, `read` copies out
   // what it needs from the reply (which lives only during `read`). Fails as run() does
   // (kj::Exception DISCONNECTED when the worker is gone, CallTimedOut past timeout=); a reply
-  // that is not a well-formed DataReply rejects the worker and throws BadReply.
+  // that is not a well-formed LaneReply rejects the worker and throws BadReply.
 
   void reject();
   // The worker sent a reply that no correct worker sends (reply-checks.h): it is killed, so

@@ -67,6 +67,11 @@ WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
                                kj::AutoCloseFd servingSocket)
     : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_) {}
 
+void WorkerInstance::stop() {
+  link_.stop();
+  process_->stop(3 * kj::SECONDS);
+}
+
 WorkerInstance::~WorkerInstance() noexcept {
   // link_ is destroyed after this body; stop the process only after the RPC thread is gone
   // so that the thread does not report a deliberate stop as a death.
@@ -80,10 +85,17 @@ Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) {
 Supervisor::~Supervisor() noexcept {
   reloadWatch_.reset();
   shutdownWatch_.reset();
+  std::vector<std::shared_ptr<WorkerInstance>> remaining;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& slot : slots_) slot.current.reset();
+    for (auto& weak : instances_) {
+      if (auto instance = weak.lock()) remaining.push_back(kj::mv(instance));
+    }
   }
+  // nbdkit does not close the connections still open when it quits: their workers must not
+  // outlive unload (an RPC thread running on in an unmapped plugin crashes nbdkit's exit).
+  for (auto& instance : remaining) instance->stop();
   for (auto& slot : slots_) {
     slot.configLink.reset();
     slot.firstServingSocket = nullptr;

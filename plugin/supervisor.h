@@ -61,6 +61,10 @@ public:
   // finishing in between (asked once a second by the shutdown watch only).
   WorkerProcess& process() { return *process_; }
 
+  void stop();
+  // Ends the RPC thread and the worker now, even if connections still hold this instance:
+  // at unload, when nbdkit quits without closing them, nothing may run on after it.
+
 private:
   std::unique_ptr<WorkerProcess> process_;
   ServingLink link_;

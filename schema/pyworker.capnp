@@ -126,31 +126,26 @@ interface Worker {
   open @11 (readonly :Bool, context :ConnectionContext)
       -> (status :Status, handle :Handle, handleId :UInt64);
   # Releasing the returned Handle is the script's close(): the worker calls it once every call
-  # on that handle has returned. `handleId` names the same handle in DataCalls on any lane.
+  # on that handle has returned. `handleId` names the same handle in LaneCalls on any lane.
 }
 
 interface Handle {
-  # One open connection's callbacks. `flags` are nbdkit's NBDKIT_FLAG_* bits.
-  getSize @0 () -> (status :Status, size :Int64);
-  blockSize @1 () -> (status :Status, minimum :UInt32, preferred :UInt32, maximum :UInt32);
-  # All zero when the script has no block_size.
-  exportDescription @2 () -> (status :Status, description :Text, hasDescription :Bool);
-  query @3 (query :Query) -> (status :Status, value :Int32);
-  # The data callbacks (pread, pwrite, flush, trim, zero, cache, extents) are DataCalls on a
-  # lane, below.
+  # One open connection. It has no methods: its callbacks (get_size, the can_* questions,
+  # pread, ...) are LaneCalls naming it by handleId, below. Releasing it is the script's
+  # close(), which the worker runs once every call on the handle has returned.
 }
 
-# --- Lanes: the data path ---
+# --- Lanes: the per-connection callbacks ---
 #
-# The data callbacks do not go through the RPC connection above: each one is a DataCall
-# message answered by one DataReply message on a "lane", a stream socket of its own between
-# one nbdkit thread (for the duration of one call) and one worker thread that runs the script's
-# callback itself. Both messages use Cap'n Proto's standard stream framing (segment table,
-# then segments). Why not RPC calls: a two-party RPC call is three messages (Call, Return,
-# Finish) and, on each side, a hop between the caller's thread and the event-loop thread; on
-# this kind of machine each hop and each wake-up of an idle CPU costs tens of microseconds,
-# more than the script's own work for a 4 KiB request. A lane is one write and one read per
-# side.
+# A connection's callbacks do not go through the RPC connection above: each one is a LaneCall
+# message answered by one LaneReply message on a "lane", a stream socket of its own between
+# one nbdkit thread (for the duration of one call) and one worker thread that runs the
+# script's callback itself. Both messages use Cap'n Proto's standard stream framing (segment
+# table, then segments). Why not RPC calls: a two-party RPC call is three messages (Call,
+# Return, Finish) and, on each side, a hop between the caller's thread and the event-loop
+# thread; on this kind of machine each hop and each wake-up of an idle CPU costs tens of
+# microseconds, more than the script's own work for a 4 KiB request. A lane is one write and
+# one read per side.
 #
 # How lanes are made: the worker is given, at spawn, a SOCK_SEQPACKET socket (its --lane-fd).
 # To add a lane the plugin makes a socketpair and sends one end over it (SCM_RIGHTS, with the
@@ -158,7 +153,7 @@ interface Handle {
 # that socket ends. A lane carries one call at a time. Its lifetime is the plugin's business:
 # lanes are pooled per worker and closed when that worker's last user is gone.
 
-struct DataCall {
+struct LaneCall {
   handle @0 :UInt64;
   # The handleId that open() returned.
   count @1 :UInt32;
@@ -167,7 +162,7 @@ struct DataCall {
   # nbdkit's NBDKIT_FLAG_* bits.
   shared @4 :SharedRange;
   # pread/pwrite: the payload's range in the shared data memory, or absent: then pwrite's
-  # bytes are in `data`, and pread's come back in DataReply.data.
+  # bytes are in `data`, and pread's come back in LaneReply.data.
   data @5 :Data;
   union {
     pread @6 :Void;
@@ -178,13 +173,40 @@ struct DataCall {
     zero @10 :Void;
     cache @11 :Void;
     extents @12 :Void;
+    getSize @13 :Void;
+    blockSize @14 :Void;
+    exportDescription @15 :Void;
+    query @16 :Query;
   }
 }
 
-struct DataReply {
+struct LaneReply {
   status @0 :Status;
   data @1 :Data;
   # pread without `shared`, on success: exactly `count` bytes (the plugin checks it).
   extents @2 :List(Extent);
   # extents, on success.
+  size @3 :Int64;
+  # getSize.
+  minimum @4 :UInt32;
+  preferred @5 :UInt32;
+  maximum @6 :UInt32;
+  # blockSize: all zero when the script has no block_size.
+  description @7 :Text;
+  hasDescription @8 :Bool;
+  # exportDescription.
+  value @9 :Int32;
+  # query: the answer.
+  hostCalls @10 :List(HostCall);
+  # What the script asked of nbdkit during this call (nbdkit.debug(), shutdown(), ...), in
+  # order: the plugin does it on the calling thread before the call returns, as in-process.
+}
+
+struct HostCall {
+  # One of Host's methods, made during a lane call.
+  union {
+    debug @0 :Text;
+    error @1 :Text;
+    shutdown @2 :Void;
+  }
 }

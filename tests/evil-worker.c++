@@ -3,7 +3,7 @@
 // socketpairs of its own, and relays the Cap'n Proto messages both ways unchanged, except the
 // one reply that PYWORKER_EVIL names, which it corrupts. It relays the lanes (the data path,
 // see schema/pyworker.capnp) the same way: each lane the plugin offers becomes a lane of its
-// own to the real worker, and its DataCalls and DataReplies are relayed one by one.
+// own to the real worker, and its LaneCalls and DataReplies are relayed one by one.
 //
 //
 //   pread-short | pread-long   pread data one byte short / long (inline data only)
@@ -135,20 +135,10 @@ bool rewrite(capnp::rpc::Message::Reader message, int out, Corrupt&& corrupt) {
 bool maybeCorrupt(capnp::rpc::Message::Reader message, const Pending& call, int out) {
   // Returns true if it wrote a corrupted message instead of the original.
   using namespace pyworker::rpc;
-  const uint64_t HANDLE = capnp::typeId<Handle>(), WORKER = capnp::typeId<Worker>();
+  const uint64_t WORKER = capnp::typeId<Worker>();
   auto is = [&](const char* m, uint64_t interface, uint16_t method) {
     return mode == m && call.interface == interface && call.method == method;
   };
-  if (is("query-range", HANDLE, 3)) {
-    if (!claim()) return false;
-    return rewrite<Handle::QueryResults>(message, out,
-                                         [](Handle::QueryResults::Builder r) { r.setValue(7); });
-  }
-  if (is("size-negative", HANDLE, 0)) {
-    if (!claim()) return false;
-    return rewrite<Handle::GetSizeResults>(
-        message, out, [](Handle::GetSizeResults::Builder r) { r.setSize(-1); });
-  }
   if (is("default-export-utf8", WORKER, 10)) {
     if (!claim()) return false;
     return rewrite<Worker::DefaultExportResults>(
@@ -260,7 +250,7 @@ bool writeWords(int fd, const kj::Array<capnp::word>& words) {
   return writeFully(fd, words.begin(), words.size() * 8);
 }
 
-bool corruptDataReply(const kj::Array<capnp::word>& words, int out) {
+bool corruptLaneReply(const kj::Array<capnp::word>& words, int out) {
   // Returns true if it wrote (or withheld) something else instead of the original reply.
   using namespace pyworker::rpc;
   if (mode == "lane-garbage") {
@@ -275,11 +265,11 @@ bool corruptDataReply(const kj::Array<capnp::word>& words, int out) {
     return true;
   }
   capnp::FlatArrayMessageReader reader(words, options());
-  auto reply = reader.getRoot<DataReply>();
+  auto reply = reader.getRoot<LaneReply>();
   if (reply.getStatus().getErrno() != 0) return false;
   capnp::MallocMessageBuilder builder;
   builder.setRoot(reply);
-  auto corrupted = builder.getRoot<DataReply>();
+  auto corrupted = builder.getRoot<LaneReply>();
   if (mode == "pread-short" || mode == "pread-long") {
     auto data = reply.getData();
     if (data.size() == 0 || !claim()) return false;  // a shared-memory pread: nothing inline
@@ -290,6 +280,10 @@ bool corruptDataReply(const kj::Array<capnp::word>& words, int out) {
   } else if (mode == "extents-empty") {
     if (!reply.hasExtents() || !claim()) return false;
     corrupted.initExtents(0);
+  } else if (mode == "query-range" || mode == "size-negative") {
+    if (!claim()) return false;
+    if (mode == "query-range") corrupted.setValue(7);
+    if (mode == "size-negative") corrupted.setSize(-1);
   } else {
     return false;
   }
@@ -302,19 +296,21 @@ void relayLane(int plugin, int worker) {
   // One call at a time, as the plugin uses a lane.
   kj::Array<capnp::word> words;
   while (readMessage(plugin, words)) {
-    bool isPread = false, isExtents = false;
+    bool target = false;  // the kind of call whose reply this mode corrupts
     try {
       capnp::FlatArrayMessageReader reader(words, options());
-      auto call = reader.getRoot<pyworker::rpc::DataCall>();
-      isPread = call.isPread();
-      isExtents = call.isExtents();
+      auto call = reader.getRoot<pyworker::rpc::LaneCall>();
+      target = mode == "extents-empty"   ? call.isExtents()
+               : mode == "query-range"   ? call.isQuery()
+               : mode == "size-negative" ? call.isGetSize()
+                                         : call.isPread();
     } catch (const kj::Exception&) {
     }
     if (!writeWords(worker, words) || !readMessage(worker, words)) break;
     bool done = false;
-    if ((isPread && mode != "extents-empty") || (isExtents && mode == "extents-empty")) {
+    if (target) {
       try {
-        done = corruptDataReply(words, plugin);
+        done = corruptLaneReply(words, plugin);
       } catch (const kj::Exception& e) {
         fprintf(stderr, "nbdkit-pyworker-worker-evil: %s\n", e.getDescription().cStr());
       }

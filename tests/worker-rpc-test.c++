@@ -125,27 +125,27 @@ kj::AutoCloseFd offerLane(int offers) {
   return ours;
 }
 
-class DataReplyCopy {
-  // A DataReply read off a lane, kept after the lane is gone.
+class LaneReplyCopy {
+  // A LaneReply read off a lane, kept after the lane is gone.
 public:
-  explicit DataReplyCopy(kj::ArrayPtr<const capnp::word> words)
+  explicit LaneReplyCopy(kj::ArrayPtr<const capnp::word> words)
       : words_(kj::heapArray(words)), reader_(std::make_unique<capnp::FlatArrayMessageReader>(
                                           words_.asPtr())) {}
-  rpc::DataReply::Reader get() { return reader_->getRoot<rpc::DataReply>(); }
+  rpc::LaneReply::Reader get() { return reader_->getRoot<rpc::LaneReply>(); }
 
 private:
   kj::Array<capnp::word> words_;
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
 };
 
-struct PendingDataCall {
-  // One DataCall on a lane of its own, made on a thread of its own (as an nbdkit thread
+struct PendingLaneCall {
+  // One LaneCall on a lane of its own, made on a thread of its own (as an nbdkit thread
   // would), while the test's thread runs the event loop that the worker's Host calls need.
   kj::Promise<void> done;
-  std::unique_ptr<std::optional<DataReplyCopy>> reply;
+  std::unique_ptr<std::optional<LaneReplyCopy>> reply;
   std::thread thread;
 
-  DataReplyCopy wait(kj::WaitScope& ws) {
+  LaneReplyCopy wait(kj::WaitScope& ws) {
     KJ_DEFER(thread.join());
     done.wait(ws);
     return kj::mv(**reply);
@@ -154,13 +154,13 @@ struct PendingDataCall {
 
 std::optional<World> world;
 
-PendingDataCall startDataCall(kj::Function<void(rpc::DataCall::Builder)> build) {
+PendingLaneCall startLaneCall(kj::Function<void(rpc::LaneCall::Builder)> build) {
   auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-  auto reply = std::make_unique<std::optional<DataReplyCopy>>();
+  auto reply = std::make_unique<std::optional<LaneReplyCopy>>();
   auto* into = reply.get();
   struct Job {
     // Held by shared_ptr: std::thread wants a lambda whose destructor cannot throw.
-    kj::Function<void(rpc::DataCall::Builder)> build;
+    kj::Function<void(rpc::LaneCall::Builder)> build;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
   };
   auto job = std::make_shared<Job>(Job{kj::mv(build), kj::mv(paf.fulfiller)});
@@ -168,7 +168,7 @@ PendingDataCall startDataCall(kj::Function<void(rpc::DataCall::Builder)> build) 
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
       LaneStream lane(offerLane(world->laneOffers.get()));
       capnp::MallocMessageBuilder message;
-      job->build(message.initRoot<rpc::DataCall>());
+      job->build(message.initRoot<rpc::LaneCall>());
       lane.write(message);
       into->emplace(lane.read(std::nullopt, std::chrono::microseconds(0)));
     })) {
@@ -221,12 +221,12 @@ protected:
     return {response.getHandle(), response.getHandleId()};
   }
 
-  DataReplyCopy dataCall(kj::Function<void(rpc::DataCall::Builder)> build) {
-    return startDataCall(kj::mv(build)).wait(ws());
+  LaneReplyCopy laneCall(kj::Function<void(rpc::LaneCall::Builder)> build) {
+    return startLaneCall(kj::mv(build)).wait(ws());
   }
 
   static auto preadCall(uint64_t id, uint32_t count, uint64_t offset) {
-    return [=](rpc::DataCall::Builder call) {
+    return [=](rpc::LaneCall::Builder call) {
       call.setHandle(id);
       call.setCount(count);
       call.setOffset(offset);
@@ -234,12 +234,20 @@ protected:
     };
   }
 
-  int32_t query(rpc::Handle::Client& handle, rpc::Query which) {
-    auto request = handle.queryRequest();
-    request.setQuery(which);
-    auto response = request.send().wait(ws());
-    EXPECT_EQ(response.getStatus().getErrno(), 0);
-    return response.getValue();
+  int32_t query(uint64_t id, rpc::Query which) {
+    auto reply = laneCall([&](rpc::LaneCall::Builder call) {
+      call.setHandle(id);
+      call.setQuery(which);
+    });
+    EXPECT_EQ(reply.get().getStatus().getErrno(), 0);
+    return reply.get().getValue();
+  }
+
+  LaneReplyCopy handleCall(uint64_t id, void (rpc::LaneCall::Builder::*select)(capnp::Void)) {
+    return laneCall([&](rpc::LaneCall::Builder call) {
+      call.setHandle(id);
+      (call.*select)(capnp::VOID);
+    });
   }
 };
 
@@ -300,35 +308,36 @@ TEST_F(WorkerRpc, Exports) {
 }
 
 TEST_F(WorkerRpc, OpenAndQueries) {
-  auto handle = open("q").handle;
+  auto opened = open("q");  // held: releasing it would close the handle
+  auto id = opened.id;
   // E-order: the script's debug() reaches the host before open's reply.
   EXPECT_GE(log().debugIndex("open export=q readonly=False"), 0);
 
-  auto size = handle.getSizeRequest().send().wait(ws());
-  EXPECT_EQ(size.getSize(), 1024 * 1024);
-  auto blocks = handle.blockSizeRequest().send().wait(ws());
-  EXPECT_EQ(blocks.getMinimum(), 1u);
-  EXPECT_EQ(blocks.getPreferred(), 4096u);
-  EXPECT_EQ(blocks.getMaximum(), 1024u * 1024);
-  auto description = handle.exportDescriptionRequest().send().wait(ws());
-  EXPECT_TRUE(description.getHasDescription());
-  EXPECT_EQ(description.getDescription(), "the export q");
+  auto size = handleCall(id, &rpc::LaneCall::Builder::setGetSize);
+  EXPECT_EQ(size.get().getSize(), 1024 * 1024);
+  auto blocks = handleCall(id, &rpc::LaneCall::Builder::setBlockSize);
+  EXPECT_EQ(blocks.get().getMinimum(), 1u);
+  EXPECT_EQ(blocks.get().getPreferred(), 4096u);
+  EXPECT_EQ(blocks.get().getMaximum(), 1024u * 1024);
+  auto description = handleCall(id, &rpc::LaneCall::Builder::setExportDescription);
+  EXPECT_TRUE(description.get().getHasDescription());
+  EXPECT_EQ(description.get().getDescription(), "the export q");
 
-  EXPECT_EQ(query(handle, rpc::Query::CAN_WRITE), 1);       // pwrite defined
-  EXPECT_EQ(query(handle, rpc::Query::CAN_FLUSH), 0);       // no flush
-  EXPECT_EQ(query(handle, rpc::Query::IS_ROTATIONAL), 1);   // returns True
-  EXPECT_EQ(query(handle, rpc::Query::CAN_TRIM), 0);
-  EXPECT_EQ(query(handle, rpc::Query::CAN_ZERO), 1);
-  EXPECT_EQ(query(handle, rpc::Query::CAN_FAST_ZERO), 0);   // zero defined
-  EXPECT_EQ(query(handle, rpc::Query::CAN_FUA), 0);         // no flush: FUA_NONE
-  EXPECT_EQ(query(handle, rpc::Query::CAN_CACHE), 0);
-  EXPECT_EQ(query(handle, rpc::Query::CAN_EXTENTS), 1);
-  EXPECT_EQ(query(handle, rpc::Query::CAN_MULTI_CONN), 0);  // returns 1, not True
+  EXPECT_EQ(query(id, rpc::Query::CAN_WRITE), 1);       // pwrite defined
+  EXPECT_EQ(query(id, rpc::Query::CAN_FLUSH), 0);       // no flush
+  EXPECT_EQ(query(id, rpc::Query::IS_ROTATIONAL), 1);   // returns True
+  EXPECT_EQ(query(id, rpc::Query::CAN_TRIM), 0);
+  EXPECT_EQ(query(id, rpc::Query::CAN_ZERO), 1);
+  EXPECT_EQ(query(id, rpc::Query::CAN_FAST_ZERO), 0);   // zero defined
+  EXPECT_EQ(query(id, rpc::Query::CAN_FUA), 0);         // no flush: FUA_NONE
+  EXPECT_EQ(query(id, rpc::Query::CAN_CACHE), 0);
+  EXPECT_EQ(query(id, rpc::Query::CAN_EXTENTS), 1);
+  EXPECT_EQ(query(id, rpc::Query::CAN_MULTI_CONN), 0);  // returns 1, not True
 }
 
 TEST_F(WorkerRpc, ReadWrite) {
   auto opened = open("rw");
-  auto wrote = dataCall([&](rpc::DataCall::Builder call) {
+  auto wrote = laneCall([&](rpc::LaneCall::Builder call) {
     call.setHandle(opened.id);
     call.setData(kj::StringPtr("hello, world").asBytes());
     call.setCount(12);
@@ -337,9 +346,13 @@ TEST_F(WorkerRpc, ReadWrite) {
     call.setPwrite();
   });
   EXPECT_EQ(wrote.get().getStatus().getErrno(), 0);
-  EXPECT_GE(log().debugIndex("fua write"), 0);
+  // A lane call's Host calls (here nbdkit.debug()) come back with its reply, for the plugin
+  // to make on the calling thread, in order.
+  ASSERT_EQ(wrote.get().getHostCalls().size(), 1u);
+  EXPECT_EQ(wrote.get().getHostCalls()[0].getDebug(), "fua write");
+  EXPECT_EQ(log().debugIndex("fua write"), -1);
 
-  auto data = dataCall(preadCall(opened.id, 16, 98));
+  auto data = laneCall(preadCall(opened.id, 16, 98));
   EXPECT_EQ(data.get().getStatus().getErrno(), 0);
   auto bytes = data.get().getData();
   EXPECT_EQ(std::string(bytes.asChars().begin(), bytes.size()),
@@ -348,13 +361,13 @@ TEST_F(WorkerRpc, ReadWrite) {
 
 TEST_F(WorkerRpc, UnknownHandleEndsTheLane) {
   // Only a broken plugin names a handle that is not open: the worker drops that lane.
-  auto pending = startDataCall(preadCall(987654321, 16, 0));
+  auto pending = startLaneCall(preadCall(987654321, 16, 0));
   EXPECT_THROW(pending.wait(ws()), kj::Exception);  // the LaneError CLOSED, carried over
 }
 
 TEST_F(WorkerRpc, Errors) {
   auto opened = open("errors");
-  auto read = [&](uint64_t offset) { return dataCall(preadCall(opened.id, 512, offset)); };
+  auto read = [&](uint64_t offset) { return laneCall(preadCall(opened.id, 512, offset)); };
 
   auto withErrno = read(4096);
   EXPECT_EQ(withErrno.get().getStatus().getErrno(), ENOSPC);
@@ -386,7 +399,7 @@ TEST_F(WorkerRpc, Errors) {
 
   // zero with set_error(EOPNOTSUPP): nbdkit falls back to writing zeroes, no error message.
   auto zero = [&](uint32_t flags) {
-    return dataCall([&](rpc::DataCall::Builder call) {
+    return laneCall([&](rpc::LaneCall::Builder call) {
       call.setHandle(opened.id);
       call.setCount(512);
       call.setFlags(flags);
@@ -399,7 +412,7 @@ TEST_F(WorkerRpc, Errors) {
   EXPECT_EQ(zero(1).get().getStatus().getErrno(), 0);  // MAY_TRIM
 
   auto extents = [&](uint64_t offset) {
-    return dataCall([&](rpc::DataCall::Builder call) {
+    return laneCall([&](rpc::LaneCall::Builder call) {
       call.setHandle(opened.id);
       call.setCount(8192);
       call.setOffset(offset);
@@ -422,8 +435,8 @@ TEST_F(WorkerRpc, CallsRunInParallel) {
   // Eight lanes, eight worker threads: the script's sleeps overlap.
   auto opened = open("parallel");
   auto start = std::chrono::steady_clock::now();
-  std::vector<PendingDataCall> reads;
-  for (int i = 0; i < 8; ++i) reads.push_back(startDataCall(preadCall(opened.id, 512, 16384)));
+  std::vector<PendingLaneCall> reads;
+  for (int i = 0; i < 8; ++i) reads.push_back(startLaneCall(preadCall(opened.id, 512, 16384)));
   for (auto& read : reads) EXPECT_EQ(read.wait(ws()).get().getStatus().getErrno(), 0);
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LT(elapsed, std::chrono::milliseconds(2500));
@@ -433,24 +446,27 @@ TEST_F(WorkerRpc, CallsRunInParallel) {
 TEST_F(WorkerRpc, ZzCloseAfterInFlightCallsThenCleanup) {
   {
     auto opened = open("slow");
-    auto pending = startDataCall(preadCall(opened.id, 512, 16384));
+    auto pending = startLaneCall(preadCall(opened.id, 512, 16384));
     // Once the read sleeps in the script, release the handle: close() must wait for it.
     world->io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(ws());
     opened.handle = nullptr;
-    EXPECT_EQ(pending.wait(ws()).get().getStatus().getErrno(), 0);
+    auto reply = pending.wait(ws());
+    EXPECT_EQ(reply.get().getStatus().getErrno(), 0);
+    ASSERT_EQ(reply.get().getHostCalls().size(), 1u);
+    EXPECT_EQ(reply.get().getHostCalls()[0].getDebug(), "slow pread done");
   }
   open("close-raises");  // released at once
 
   worker().cleanupRequest().send().wait(ws());
-  auto slowDone = log().debugIndex("slow pread done");
-  auto closed = log().debugIndex("close slow");
+  // close() ran only once the read in flight had finished (8 slow reads before: the parallel
+  // test's, and this one).
+  auto closed = log().debugIndex("close slow after 9 slow reads");
   auto cleanup = log().debugIndex("cleanup");
-  ASSERT_GE(slowDone, 0);
-  ASSERT_GE(closed, 0);
+  ASSERT_GE(closed, 0) << kj::strArray(log().debugs, "\n").cStr();
   ASSERT_GE(cleanup, 0);
-  EXPECT_LT(slowDone, closed);
-  EXPECT_GE(log().debugIndex("close close-raises"), 0);
-  EXPECT_LT(log().debugIndex("close close-raises"), cleanup);
+  auto raised = log().debugIndex("close close-raises after 9 slow reads");
+  EXPECT_GE(raised, 0);
+  EXPECT_LT(raised, cleanup);
   EXPECT_LT(closed, cleanup);
   bool closeError = std::any_of(log().errors.begin(), log().errors.end(), [](auto& e) {
     return e.rfind(SCRIPT + ": close: error: Traceback", 0) == 0 &&

@@ -1,6 +1,6 @@
-// One open connection: the Handle capability returned by open(), for the questions nbdkit asks
-// once per connection (the data callbacks come on lanes, lane-server.h). Each method runs the
-// script's callback on the Python pool; dropping the last reference runs close(h).
+// One open connection: the Handle capability returned by open(). It has no methods (the
+// connection's callbacks come on lanes, lane-server.h); it registers the handle for lanes to
+// find, and dropping the last reference runs close(h) on the Python pool.
 #pragma once
 
 #include "open-handle.h"
@@ -16,25 +16,12 @@ public:
   HandleServer(Services services, std::shared_ptr<OpenHandle> open);
   // Registers `open` in services.handles, for lanes to find.
   ~HandleServer() noexcept(false);
-  // Capnp destroys the server only after every call on it has returned, and the plugin
-  // releases it only after the connection's last data call, so close() runs after the
-  // connection's last request, on the pool.
+  // The plugin releases the capability only after the connection's last call on a lane has
+  // been answered, so close() runs after the connection's last request, on the pool.
 
   uint64_t handleId() const { return id; }
 
-protected:
-  kj::Promise<void> getSize(GetSizeContext context) override;
-  kj::Promise<void> blockSize(BlockSizeContext context) override;
-  kj::Promise<void> exportDescription(ExportDescriptionContext context) override;
-  kj::Promise<void> query(QueryContext context) override;
-
 private:
-  template <typename T>
-  kj::Promise<T> onPool(kj::Function<T()> job);
-
-  Outcome call(const char* callback, kj::FunctionParam<void()> body);
-  // Script::call with this connection's state. Pool thread.
-
   Services services;
   std::shared_ptr<OpenHandle> open;  // the destructor moves it to the pool, for close()
   uint64_t id;

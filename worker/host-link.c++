@@ -2,6 +2,27 @@
 
 namespace pyworker {
 
+namespace {
+
+thread_local HostCallCapture* threadCapture = nullptr;
+
+}  // namespace
+
+HostCallCapture::HostCallCapture() : saved_(threadCapture) { threadCapture = this; }
+
+HostCallCapture::~HostCallCapture() { threadCapture = saved_; }
+
+bool HostCallCapture::keep(HostCall::Kind kind, const std::string& text) {
+  if (bytes_ + text.size() > MAX_BYTES) return false;
+  bytes_ += text.size();
+  calls_.push_back({kind, text});
+  return true;
+}
+
+bool captured(HostCall::Kind kind, const std::string& text = {}) {
+  return threadCapture != nullptr && threadCapture->keep(kind, text);
+}
+
 HostLink::HostLink(const kj::Executor& loop)
     : loop(loop), loopThread(std::this_thread::get_id()) {}
 
@@ -31,6 +52,7 @@ void HostLink::onLoop(Send&& send) {
 void HostLink::debug(const std::string& message) {
   // Always sent: nbdkit has no API telling a plugin whether -v is on; the plugin's
   // nbdkit_debug() filters.
+  if (captured(HostCall::DEBUG, message)) return;
   onLoop([&](rpc::Host::Client& h) {
     auto request = h.debugRequest();
     request.setMessage(message);
@@ -39,6 +61,7 @@ void HostLink::debug(const std::string& message) {
 }
 
 void HostLink::error(const std::string& message) {
+  if (captured(HostCall::ERROR, message)) return;
   onLoop([&](rpc::Host::Client& h) {
     auto request = h.errorRequest();
     request.setMessage(message);
@@ -47,6 +70,7 @@ void HostLink::error(const std::string& message) {
 }
 
 void HostLink::shutdown() {
+  if (captured(HostCall::SHUTDOWN)) return;
   onLoop([&](rpc::Host::Client& h) { return h.shutdownRequest().send().ignoreResult(); });
 }
 

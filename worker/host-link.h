@@ -1,7 +1,8 @@
 // The worker's line back to the plugin's `Host` (debug, error, shutdown), usable from any
 // thread. The capability lives on the event-loop thread; other threads reach it through the
-// loop's kj::Executor, which also keeps these calls ahead of the reply of the callback that
-// made them.
+// loop's kj::Executor, which also keeps these calls ahead of the reply of the RPC callback
+// that made them. A lane call's own Host calls are captured instead (HostCallCapture) and
+// travel in its reply: they take effect in nbdkit before the call returns, as in-process.
 #pragma once
 
 #include "pyworker.capnp.h"
@@ -10,10 +11,42 @@
 #include <kj/mutex.h>
 
 #include <atomic>
+#include <cstddef>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace pyworker {
+
+struct HostCall {
+  enum Kind { DEBUG, ERROR, SHUTDOWN } kind;
+  std::string text;  // empty for SHUTDOWN
+};
+
+class HostCallCapture {
+  // While one lives, this thread's Host calls are kept in it, in order, instead of being sent:
+  // a lane call hands them back with its reply, and the plugin makes them on the nbdkit
+  // thread that made the call before the call returns (so a debug line precedes the request's
+  // end, and nbdkit.shutdown() is seen before the connection reads its next request). Past
+  // MAX_BYTES of text they are sent as usual: a reply stays small.
+public:
+  static constexpr size_t MAX_BYTES = 1024 * 1024;
+
+  HostCallCapture();
+  ~HostCallCapture();
+  HostCallCapture(const HostCallCapture&) = delete;
+  HostCallCapture& operator=(const HostCallCapture&) = delete;
+
+  const std::vector<HostCall>& calls() const { return calls_; }
+
+  bool keep(HostCall::Kind kind, const std::string& text);
+  // Whether it was kept (else the caller sends it). HostLink's business.
+
+private:
+  std::vector<HostCall> calls_;
+  size_t bytes_ = 0;
+  HostCallCapture* saved_;
+};
 
 class HostLink {
 public:

@@ -1,5 +1,6 @@
 #include "lane-server.h"
 
+#include "host-link.h"
 #include "lane-stream.h"
 #include "python-ref.h"
 
@@ -130,16 +131,28 @@ void LaneServer::answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch) {
   busy_++;
   KJ_DEFER(busy_--);
   capnp::FlatArrayMessageReader request(words, callOptions());
-  auto call = request.getRoot<rpc::DataCall>();
+  auto call = request.getRoot<rpc::LaneCall>();
   capnp::MallocMessageBuilder message(scratch);
-  auto reply = message.initRoot<rpc::DataReply>();
+  auto reply = message.initRoot<rpc::LaneReply>();
 
+  HostCallCapture hostCalls;
   Outcome outcome = run(call, reply);
   outcome.fill(reply.initStatus());
+  if (!hostCalls.calls().empty()) {
+    auto list = reply.initHostCalls(hostCalls.calls().size());
+    for (size_t i = 0; i < hostCalls.calls().size(); ++i) {
+      auto& made = hostCalls.calls()[i];
+      switch (made.kind) {
+      case HostCall::DEBUG: list[i].setDebug(made.text); break;
+      case HostCall::ERROR: list[i].setError(made.text); break;
+      case HostCall::SHUTDOWN: list[i].setShutdown(); break;
+      }
+    }
+  }
   lane.write(message);
 }
 
-Outcome LaneServer::run(rpc::DataCall::Reader call, rpc::DataReply::Builder reply) {
+Outcome LaneServer::run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder reply) {
   // Returns before the reply is sent, so that this call's hold on the handle is gone by the
   // time the plugin can close it.
   uint32_t count = call.getCount();
@@ -150,7 +163,7 @@ Outcome LaneServer::run(rpc::DataCall::Reader call, rpc::DataReply::Builder repl
   const OpenHandle& h = *handle;
   Outcome outcome;
   switch (call.which()) {
-  case rpc::DataCall::PREAD: {
+  case rpc::LaneCall::PREAD: {
     uint8_t* buffer;
     if (call.hasShared()) {
       auto shared = call.getShared();
@@ -161,7 +174,7 @@ Outcome LaneServer::run(rpc::DataCall::Reader call, rpc::DataReply::Builder repl
     outcome = callbacks_.pread(h, buffer, count, offset, flags);
     break;
   }
-  case rpc::DataCall::PWRITE: {
+  case rpc::LaneCall::PWRITE: {
     const uint8_t* bytes;
     if (call.hasShared()) {
       auto shared = call.getShared();
@@ -174,19 +187,19 @@ Outcome LaneServer::run(rpc::DataCall::Reader call, rpc::DataReply::Builder repl
     outcome = callbacks_.pwrite(h, bytes, count, offset, flags);
     break;
   }
-  case rpc::DataCall::FLUSH:
+  case rpc::LaneCall::FLUSH:
     outcome = callbacks_.flush(h, flags);
     break;
-  case rpc::DataCall::TRIM:
+  case rpc::LaneCall::TRIM:
     outcome = callbacks_.trim(h, count, offset, flags);
     break;
-  case rpc::DataCall::ZERO:
+  case rpc::LaneCall::ZERO:
     outcome = callbacks_.zero(h, count, offset, flags);
     break;
-  case rpc::DataCall::CACHE:
+  case rpc::LaneCall::CACHE:
     outcome = callbacks_.cache(h, count, offset, flags);
     break;
-  case rpc::DataCall::EXTENTS: {
+  case rpc::LaneCall::EXTENTS: {
     std::vector<ExtentValue> extents;
     outcome = callbacks_.extents(h, count, offset, flags, extents);
     if (outcome.ok()) {
@@ -199,8 +212,37 @@ Outcome LaneServer::run(rpc::DataCall::Reader call, rpc::DataReply::Builder repl
     }
     break;
   }
+  case rpc::LaneCall::GET_SIZE: {
+    int64_t size = 0;
+    outcome = callbacks_.getSize(h, size);
+    reply.setSize(size);
+    break;
+  }
+  case rpc::LaneCall::BLOCK_SIZE: {
+    BlockSize sizes;
+    outcome = callbacks_.blockSize(h, sizes);
+    reply.setMinimum(sizes.minimum);
+    reply.setPreferred(sizes.preferred);
+    reply.setMaximum(sizes.maximum);
+    break;
+  }
+  case rpc::LaneCall::EXPORT_DESCRIPTION: {
+    std::optional<std::string> description;
+    outcome = callbacks_.exportDescription(h, description);
+    if (description) {
+      reply.setDescription(*description);
+      reply.setHasDescription(true);
+    }
+    break;
+  }
+  case rpc::LaneCall::QUERY: {
+    int32_t value = 0;
+    outcome = callbacks_.query(h, call.getQuery(), value);
+    reply.setValue(value);
+    break;
+  }
   default:
-    KJ_FAIL_REQUIRE("unknown data call", static_cast<int>(call.which()));
+    KJ_FAIL_REQUIRE("unknown lane call", static_cast<int>(call.which()));
   }
   return outcome;
 }

@@ -1,9 +1,10 @@
-// The worker's end of the data path: takes the lanes the plugin offers on --lane-fd and serves
-// each on a thread of its own, which reads a DataCall, runs the script's callback itself (no
-// hop to another thread) and writes the DataReply. See "Lanes" in schema/pyworker.capnp.
+// The worker's end of the lanes: takes the lanes the plugin offers on --lane-fd and serves
+// each on a thread of its own, which reads a LaneCall (a connection's callback), runs the
+// script's callback itself (no hop to another thread) and writes the LaneReply. See "Lanes"
+// in schema/pyworker.capnp.
 #pragma once
 
-#include "data-callbacks.h"
+#include "handle-callbacks.h"
 #include "open-handle.h"
 #include "services.h"
 
@@ -31,11 +32,11 @@ private:
   void takeLanes();
   void serve(kj::AutoCloseFd socket);
   void answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch);
-  Outcome run(rpc::DataCall::Reader call, rpc::DataReply::Builder reply);
+  Outcome run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder reply);
   uint8_t* sharedRange(uint64_t offset, uint32_t length, uint32_t count) const;
 
   kj::AutoCloseFd offers_;
-  DataCallbacks callbacks_;
+  HandleCallbacks callbacks_;
   const HandleTable& handles_;
   SharedData data_;
   std::atomic<int> busy_{0};

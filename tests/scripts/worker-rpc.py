@@ -25,8 +25,11 @@ def open(readonly):
     return {"export": nbdkit.export_name()}
 
 
+slow_reads_done = 0
+
+
 def close(h):
-    nbdkit.debug("close " + h["export"])
+    nbdkit.debug("close %s after %d slow reads" % (h["export"], slow_reads_done))
     if h["export"] == "close-raises":
         raise RuntimeError("close failed")
 
@@ -64,7 +67,9 @@ def pread(h, buf, offset, flags):
     if offset == 12288:
         nbdkit.set_error(errno.EPERM)  # then returns normally: success
     if offset == 16384:
+        global slow_reads_done
         time.sleep(1)
+        slow_reads_done += 1
         nbdkit.debug("slow pread done")
     if offset == 20480:
         nbdkit.disconnect(True)

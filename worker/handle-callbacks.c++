@@ -1,7 +1,8 @@
-#include "data-callbacks.h"
+#include "handle-callbacks.h"
 
 #include "host-link.h"
 
+#include <kj/debug.h>
 #include <kj/function.h>
 
 #include <cerrno>
@@ -47,7 +48,87 @@ unsigned long long at(uint64_t offset) { return static_cast<unsigned long long>(
 
 }  // namespace
 
-Outcome DataCallbacks::pread(const OpenHandle& h, uint8_t* buffer, uint32_t count,
+Outcome HandleCallbacks::getSize(const OpenHandle& h, int64_t& size) const {
+  return script.call("get_size", &h.connection, [&]() {
+    PyRef fn = script.lookup("get_size");
+    if (!fn) throw ScriptError{"the script has no get_size function"};
+    PyRef answer = checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
+    size = toSize(answer.get(), "get_size");
+  });
+}
+
+Outcome HandleCallbacks::blockSize(const OpenHandle& h, BlockSize& sizes) const {
+  return script.call("block_size", &h.connection, [&]() {
+    if (PyRef fn = script.lookup("block_size")) {
+      PyRef answer = checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
+      sizes = toBlockSize(answer.get(), "block_size");
+    }
+  });
+}
+
+Outcome HandleCallbacks::exportDescription(const OpenHandle& h,
+                                           std::optional<std::string>& description) const {
+  return script.call("export_description", &h.connection, [&]() {
+    if (PyRef fn = script.lookup("export_description")) {
+      PyRef text = checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
+      description = utf8(text.get(), "export_description", "the description");
+    }
+  });
+}
+
+Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& value) const {
+  struct Question {
+    const char* callback;
+    enum Kind { BOOLEAN, FUA, CACHE } kind;
+    const char* implied;  // the callback whose presence is the default answer, or null
+    bool impliedMeans;    // answer when `implied` is defined (negated when it is not)
+  };
+  static const Question questions[] = {
+      {"can_write", Question::BOOLEAN, "pwrite", true},
+      {"can_flush", Question::BOOLEAN, "flush", true},
+      {"is_rotational", Question::BOOLEAN, nullptr, false},
+      {"can_trim", Question::BOOLEAN, "trim", true},
+      {"can_zero", Question::BOOLEAN, "zero", true},
+      {"can_fast_zero", Question::BOOLEAN, "zero", false},
+      // Without can_fast_zero, 1.32 says yes when there is no zero: nbdkit then fails fast
+      // zero requests itself instead of writing slowly.
+      {"can_fua", Question::FUA, "flush", true},
+      {"can_cache", Question::CACHE, "cache", true},
+      {"can_extents", Question::BOOLEAN, "extents", true},
+      {"can_multi_conn", Question::BOOLEAN, nullptr, false},
+  };
+  auto index = static_cast<size_t>(which);
+  KJ_REQUIRE(index < kj::size(questions), "unknown query", index);
+  const Question& question = questions[index];
+  return script.call(question.callback, &h.connection, [&]() {
+    if (PyRef fn = script.lookup(question.callback)) {
+      PyRef answer = checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
+      switch (question.kind) {
+      case Question::BOOLEAN:
+        value = toBool(answer.get());
+        break;
+      case Question::FUA:
+        value = toChoice(answer.get(), question.callback, 2,
+                         "nbdkit.FUA_NONE, FUA_EMULATE or FUA_NATIVE");
+        break;
+      case Question::CACHE:
+        value = toChoice(answer.get(), question.callback, 2,
+                         "nbdkit.CACHE_NONE, CACHE_EMULATE or CACHE_NATIVE");
+        break;
+      }
+      return;
+    }
+    bool implied = question.implied && script.defined(question.implied);
+    bool answer = question.implied ? implied == question.impliedMeans : false;
+    switch (question.kind) {
+    case Question::BOOLEAN: value = answer; break;
+    case Question::FUA: value = answer ? 1 : 0; break;    // FUA_EMULATE : FUA_NONE
+    case Question::CACHE: value = answer ? 2 : 0; break;  // CACHE_NATIVE : CACHE_NONE
+    }
+  });
+}
+
+Outcome HandleCallbacks::pread(const OpenHandle& h, uint8_t* buffer, uint32_t count,
                              uint64_t offset, uint32_t flags) const {
   return script.call("pread", &h.connection, [&]() {
     PyRef fn = script.lookup("pread");
@@ -76,7 +157,7 @@ Outcome DataCallbacks::pread(const OpenHandle& h, uint8_t* buffer, uint32_t coun
   });
 }
 
-Outcome DataCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint32_t count,
+Outcome HandleCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint32_t count,
                               uint64_t offset, uint32_t flags) const {
   return script.call("pwrite", &h.connection, [&]() {
     PyRef fn = script.lookup("pwrite");
@@ -98,7 +179,7 @@ Outcome DataCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint32_
   });
 }
 
-Outcome DataCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
+Outcome HandleCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
   return script.call("flush", &h.connection, [&]() {
     PyRef fn = script.lookup("flush");
     if (!fn) throw ScriptError{"flush not implemented", true};
@@ -110,7 +191,7 @@ Outcome DataCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
   });
 }
 
-Outcome DataCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offset,
+Outcome HandleCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offset,
                             uint32_t flags) const {
   return script.call("trim", &h.connection, [&]() {
     PyRef fn = script.lookup("trim");
@@ -123,7 +204,7 @@ Outcome DataCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offset
   });
 }
 
-Outcome DataCallbacks::zero(const OpenHandle& h, uint32_t count, uint64_t offset,
+Outcome HandleCallbacks::zero(const OpenHandle& h, uint32_t count, uint64_t offset,
                             uint32_t flags) const {
   bool absent = false;
   Outcome outcome = script.call("zero", &h.connection, [&]() {
@@ -151,7 +232,7 @@ Outcome DataCallbacks::zero(const OpenHandle& h, uint32_t count, uint64_t offset
   return outcome;
 }
 
-Outcome DataCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t offset,
+Outcome HandleCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t offset,
                              uint32_t flags) const {
   return script.call("cache", &h.connection, [&]() {
     PyRef fn = script.lookup("cache");
@@ -160,7 +241,7 @@ Outcome DataCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t offse
   });
 }
 
-Outcome DataCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t offset,
+Outcome HandleCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t offset,
                                uint32_t flags, std::vector<ExtentValue>& extents) const {
   return script.call("extents", &h.connection, [&]() {
     PyRef fn = script.lookup("extents");

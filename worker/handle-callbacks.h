@@ -1,22 +1,35 @@
-// The script's data callbacks (pread, pwrite, flush, trim, zero, cache, extents), called on
-// the thread that asks (a lane's): each takes the GIL itself, through Script::call, and turns
-// the result into an Outcome as nbdkit's python plugin does.
+// The script's per-connection callbacks (get_size, block_size, export_description, the can_*
+// questions, pread, pwrite, flush, trim, zero, cache, extents), called on the thread that
+// asks (a lane's): each takes the GIL itself, through Script::call, and turns the result into
+// an Outcome (and values) as nbdkit's python plugin does.
 #pragma once
 
 #include "open-handle.h"
 #include "script.h"
 #include "value-conversions.h"
 
+#include "pyworker.capnp.h"
+
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace pyworker {
 
 class HostLink;
 
-class DataCallbacks {
+class HandleCallbacks {
 public:
-  DataCallbacks(const Script& script, HostLink& host): script(script), host(host) {}
+  HandleCallbacks(const Script& script, HostLink& host): script(script), host(host) {}
+
+  Outcome getSize(const OpenHandle& h, int64_t& size) const;
+  Outcome blockSize(const OpenHandle& h, BlockSize& sizes) const;
+  // All zero when the script has no block_size.
+  Outcome exportDescription(const OpenHandle& h, std::optional<std::string>& description) const;
+  Outcome query(const OpenHandle& h, rpc::Query which, int32_t& value) const;
+  // A can_* (or is_rotational) answer: the script's, or nbdkit python's default when the
+  // script lacks that callback.
 
   Outcome pread(const OpenHandle& h, uint8_t* buffer, uint32_t count, uint64_t offset,
                 uint32_t flags) const;
