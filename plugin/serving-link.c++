@@ -50,8 +50,8 @@ ServingLink::~ServingLink() noexcept { stop(); }
 void ServingLink::stop() {
   {
     auto lock = state_.lockExclusive();
-    if (lock->stop) lock->stop->fulfill();
-    lock->stop = nullptr;
+    if (lock->stop && !lock->stopping) lock->stop->fulfill();
+    lock->stopping = true;
   }
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
@@ -59,28 +59,34 @@ void ServingLink::stop() {
 void ServingLink::loop(kj::AutoCloseFd socket) {
   try {
     auto io = kj::setupAsyncIo();
-    RpcConnection connection(*io.lowLevelProvider, kj::mv(socket), process_.identity());
-    auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
-    auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
-    auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd(),
-                             process_.identity() + ": ")
-                      .eagerlyEvaluate(nullptr);
-    auto disconnected = connection.onDisconnect()
-                            .then([this]() { broken_ = true; },
-                                  [this](kj::Exception&&) { broken_ = true; })
-                            .eagerlyEvaluate(nullptr);
     {
+      RpcConnection connection(*io.lowLevelProvider, kj::mv(socket), process_.identity());
+      auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
+      auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
+      auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd(),
+                               process_.identity() + ": ")
+                        .eagerlyEvaluate(nullptr);
+      auto disconnected = connection.onDisconnect()
+                              .then([this]() { broken_ = true; },
+                                    [this](kj::Exception&&) { broken_ = true; })
+                              .eagerlyEvaluate(nullptr);
+      {
+        auto lock = state_.lockExclusive();
+        lock->executor = &kj::getCurrentThreadExecutor();
+        lock->timer = &io.provider->getTimer();
+        lock->connection = &connection;
+        lock->stop = kj::mv(stop.fulfiller);
+      }
+      stop.promise.wait(io.waitScope);
       auto lock = state_.lockExclusive();
-      lock->executor = &kj::getCurrentThreadExecutor();
-      lock->timer = &io.provider->getTimer();
-      lock->connection = &connection;
-      lock->stop = kj::mv(stop.fulfiller);
+      lock->executor = nullptr;
+      lock->connection = nullptr;
+      lock->finished = true;
     }
-    stop.promise.wait(io.waitScope);
-    auto lock = state_.lockExclusive();
-    lock->executor = nullptr;
-    lock->connection = nullptr;
-    lock->finished = true;
+    // Tearing the connection down queues events of its own (writes of the last messages, the
+    // end of the RPC system): run them, or the event loop would be destroyed with events
+    // still queued (kj reports that as an error).
+    io.waitScope.poll();
   } catch (const kj::Exception& e) {
     nbdkit_error("pyworker: RPC thread: %s", e.getDescription().cStr());
     state_.lockExclusive()->finished = true;

@@ -69,6 +69,7 @@ private:
     kj::Timer* timer = nullptr;
     RpcConnection* connection = nullptr;
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
+    bool stopping = false;
     bool finished = false;
   };
 
