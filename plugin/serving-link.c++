@@ -149,7 +149,9 @@ void ServingLink::runLaneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
   KJ_DEFER(callsFinished_++);
   int64_t timeout = timeoutMilliseconds_.load();
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (timeout != 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+  if (timeout != 0) {
+    deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+  }
 
   auto lane = lanes_.acquire();
   try {
