@@ -1,0 +1,109 @@
+// plugin/lane-pool: lanes are lent one call at a time, reused most recent first, and offered
+// to the worker only when none is idle.
+
+#include "lane-pool.h"
+
+#include <gtest/gtest.h>
+#include <kj/debug.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace pyworker {
+namespace {
+
+class LanePoolTest : public ::testing::Test {
+protected:
+  LanePoolTest() {
+    int fds[2];
+    KJ_SYSCALL(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds));
+    ours = kj::AutoCloseFd(fds[0]);
+    worker = kj::AutoCloseFd(fds[1]);
+  }
+  ~LanePoolTest() noexcept override {}  // kj::AutoCloseFd's destructor may throw; not here
+
+  int offered() {
+    // How many lanes the pool has offered the "worker" so far (each is received and closed).
+    int count = 0;
+    for (;;) {
+      char byte;
+      iovec data = {&byte, 1};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+      msghdr m{};
+      m.msg_iov = &data;
+      m.msg_iovlen = 1;
+      m.msg_control = control;
+      m.msg_controllen = sizeof(control);
+      if (recvmsg(worker.get(), &m, MSG_DONTWAIT) != 1) return count;
+      EXPECT_EQ(byte, 'L');
+      cmsghdr* c = CMSG_FIRSTHDR(&m);
+      EXPECT_NE(c, nullptr);
+      if (c == nullptr) return count;
+      EXPECT_EQ(c->cmsg_type, SCM_RIGHTS);
+      int fd;
+      memcpy(&fd, CMSG_DATA(c), sizeof(int));
+      close(fd);
+      ++count;
+    }
+  }
+
+  kj::AutoCloseFd ours, worker;
+};
+
+TEST_F(LanePoolTest, OffersALaneOnlyWhenNoneIsIdle) {
+  LanePool pool(ours.get());
+  LanePool::Lane* first;
+  {
+    auto lane = pool.acquire();
+    first = &*lane;
+    EXPECT_EQ(offered(), 1);
+  }
+  {
+    auto again = pool.acquire();  // given back: the same one
+    EXPECT_EQ(&*again, first);
+    auto second = pool.acquire();  // the first is lent: a new one
+    EXPECT_NE(&*second, first);
+    EXPECT_EQ(offered(), 1);
+  }
+  auto a = pool.acquire();
+  auto b = pool.acquire();
+  EXPECT_EQ(offered(), 0);  // two idle lanes were there
+}
+
+TEST_F(LanePoolTest, MostRecentlyReturnedFirst) {
+  LanePool pool(ours.get());
+  LanePool::Lane* later;
+  {
+    auto a = pool.acquire();
+    auto b = pool.acquire();
+    later = &*a;  // a is given back after b (reverse order of destruction)
+  }
+  EXPECT_EQ(&*pool.acquire(), later);
+}
+
+TEST_F(LanePoolTest, ADiscardedLaneIsNotLentAgain) {
+  LanePool pool(ours.get());
+  {
+    auto lane = pool.acquire();
+    lane.discard();
+  }
+  EXPECT_EQ(offered(), 1);
+  auto fresh = pool.acquire();
+  EXPECT_EQ(offered(), 1);
+}
+
+TEST_F(LanePoolTest, AGoneWorkerIsDisconnected) {
+  LanePool pool(ours.get());
+  worker = nullptr;
+  try {
+    pool.acquire();
+    FAIL() << "no error";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED);
+  }
+}
+
+}  // namespace
+}  // namespace pyworker
