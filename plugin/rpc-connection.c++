@@ -4,21 +4,11 @@
 
 namespace pyworker {
 
-namespace {
-
-capnp::ReaderOptions readerOptions() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = TRAVERSAL_LIMIT_WORDS;
-  return options;
-}
-
-}  // namespace
-
 RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket,
                              std::string identity)
     : stream_(lowLevel.wrapSocketFd(kj::mv(socket),
                                     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
-      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, readerOptions()),
+      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, rpcReaderOptions()),
       host_(kj::heap<HostServer>(kj::mv(identity))),
       rpcSystem_(capnp::makeRpcServer(network_, host_)),
       worker_(nullptr) {

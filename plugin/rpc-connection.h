@@ -9,12 +9,9 @@
 #include <string>
 
 #include "pyworker.capnp.h"
+#include "rpc-limits.h"
 
 namespace pyworker {
-
-constexpr uint64_t TRAVERSAL_LIMIT_WORDS = 8 * 1024 * 1024 + 64 * 1024;
-// A 64 MiB Data field (nbdkit's largest request) plus the message around it; the worker uses
-// the same value, since a receiver with a lower limit drops the whole connection.
 
 class RpcConnection {
 public:
