@@ -1,4 +1,5 @@
-// What script-outcome.c++ calls in nbdkit, for the reply fuzzer (no nbdkit in that process).
+// What the plugin code linked into the fuzz targets calls in nbdkit (no nbdkit in those
+// processes): logging and errors go nowhere.
 // The formats are still checked by the compiler through nbdkit-plugin.h's declarations.
 
 #define NBDKIT_API_VERSION 2
@@ -7,3 +8,4 @@
 void nbdkit_error(const char*, ...) {}
 void nbdkit_debug(const char*, ...) {}
 void nbdkit_set_error(int) {}
+void nbdkit_shutdown(void) {}
