@@ -75,10 +75,11 @@ void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
     auto reply = message.getRoot<rpc::Worker::LoadResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
     auto info = reply.getInfo();
-    int apiVersion = info.getApiVersion();
-    std::string pythonVersion = info.getPythonVersion();
-    int abi = info.getPep384AbiVersion();
-    (void)apiVersion, (void)abi;
+    [[maybe_unused]] struct {
+      int apiVersion;
+      std::string pythonVersion;
+      int pep384AbiVersion;
+    } copied{info.getApiVersion(), info.getPythonVersion(), info.getPep384AbiVersion()};
     outcome.report();
     break;
   }
@@ -131,8 +132,9 @@ void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
   case Kind::BLOCK_SIZE: {  // nbdkit itself validates the three values
     auto reply = message.getRoot<rpc::Handle::BlockSizeResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
-    uint32_t sizes[] = {reply.getMinimum(), reply.getPreferred(), reply.getMaximum()};
-    (void)sizes;
+    [[maybe_unused]] struct {
+      uint32_t minimum, preferred, maximum;
+    } copied{reply.getMinimum(), reply.getPreferred(), reply.getMaximum()};
     outcome.report();
     break;
   }

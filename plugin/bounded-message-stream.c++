@@ -31,7 +31,7 @@ kj::Promise<void> BoundedMessageStream::writing(kj::Promise<void> write) {
 }
 
 kj::Promise<void> BoundedMessageStream::untilWritten() {
-  if (writesPending == 0) return kj::READY_NOW;
+  KJ_REQUIRE(readerWaiting == nullptr, "one reader at a time");
   auto paf = kj::newPromiseAndFulfiller<void>();
   readerWaiting = kj::mv(paf.fulfiller);
   return kj::mv(paf.promise);
@@ -40,14 +40,15 @@ kj::Promise<void> BoundedMessageStream::untilWritten() {
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BoundedMessageStream::tryReadMessage(
     kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options,
     kj::ArrayPtr<capnp::word> scratchSpace) {
-  return untilWritten()
-      .then([this, fdSpace, options, scratchSpace]() {
-        return inner.tryReadMessage(fdSpace, options, scratchSpace);
-      })
-      .then([this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
-        KJ_IF_MAYBE(m, message) account(*m->reader);
-        return kj::mv(message);
-      });
+  auto read = [this, fdSpace, options, scratchSpace]() {
+    return inner.tryReadMessage(fdSpace, options, scratchSpace);
+  };
+  // The usual case, nothing being written, costs no extra turn of the event loop.
+  auto message = writesPending == 0 ? read() : untilWritten().then(kj::mv(read));
+  return message.then([this](kj::Maybe<capnp::MessageReaderAndFds>&& message) {
+    KJ_IF_MAYBE(m, message) account(*m->reader);
+    return kj::mv(message);
+  });
 }
 
 void BoundedMessageStream::account(capnp::MessageReader& message) {
