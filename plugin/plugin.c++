@@ -19,6 +19,7 @@
 #include "guard.h"
 #include "plugin-state.h"
 #include "reply-checks.h"
+#include "reply-decoding.h"
 #include "script-outcome.h"
 #include "serving-link.h"
 
@@ -182,11 +183,6 @@ int query(void* handle, const char* callback, rpc::Query which, int maximum) {
   });
 }
 
-std::string copyText(capnp::Text::Reader text) {
-  // Only copied here, on the RPC thread; checked (checkText) on nbdkit's thread.
-  return std::string(text.begin(), text.size());
-}
-
 // --- process-wide callbacks ---
 
 void pyworkerUnload() { destroyState(); }
@@ -333,43 +329,26 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     auto info = ConnectionInfo::capture(false, false);
     info.isTls = isTls;
     ScriptOutcome outcome;
-    bool useDefault = false;
-    size_t count = 0;
-    std::vector<std::pair<std::string, std::optional<std::string>>> list;
+    ExportList list;
     WorkerLink* from = nullptr;
     std::shared_ptr<WorkerInstance> keep;  // so that `from` outlives the checks below
     withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&& instance) {
       from = &link;
       keep = instance;
-      list.clear();
       link.run([&](rpc::Worker::Client& worker) {
         auto request = worker.listExportsRequest();
         request.setReadonly(readonly);
         info.fill(request.initContext());
         return request.send().then([&](auto response) {
           outcome = ScriptOutcome::from(response.getStatus());
-          useDefault = response.getUseDefault();
-          auto reply = response.getExports();
-          count = reply.size();
-          if (count > MAX_EXPORTS) return;  // refused below, without copying
-          for (auto e : reply) {
-            std::optional<std::string> description;
-            if (e.getHasDescription()) description = copyText(e.getDescription());
-            list.emplace_back(copyText(e.getName()), kj::mv(description));
-          }
+          list = decodeExportList(response);
         });
       });
     });
     if (!outcome.report()) return -1;
-    if (useDefault) return nbdkit_use_default_export(exports);
-    verify(*from, [&] {
-      checkExportCount(count);
-      for (auto& [name, description] : list) {
-        checkText(name, "export name");
-        if (description) checkText(*description, "export description");
-      }
-    });
-    for (auto& [name, description] : list) {
+    if (list.useDefault) return nbdkit_use_default_export(exports);
+    verify(*from, [&] { checkExportList(list); });
+    for (auto& [name, description] : list.exports) {
       if (nbdkit_add_export(exports, name.c_str(),
                             description ? description->c_str() : nullptr) < 0) {
         return -1;
@@ -396,7 +375,7 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
         info.fill(request.initContext());
         return request.send().then([&](auto response) {
           outcome = ScriptOutcome::from(response.getStatus());
-          name = copyText(response.getName());
+          name = decodeDefaultExport(response);
         });
       });
     });
@@ -453,9 +432,7 @@ const char* pyworkerExportDescription(void* handle) {
                        handle,
                        [](rpc::LaneCall::Builder call) { call.setExportDescription(); },
                        [&](rpc::LaneReply::Reader reply) {
-                         if (reply.getHasDescription()) {
-                           description = copyText(reply.getDescription());
-                         }
+                         description = decodeExportDescription(reply);
                        });
                    if (!outcome.report() || !description) return nullptr;
                    verify(linkOf(handle),

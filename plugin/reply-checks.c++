@@ -98,12 +98,15 @@ void checkExtentCount(size_t count) {
 void checkExtents(const std::vector<ExtentEntry>& extents) {
   for (size_t i = 0; i < extents.size(); ++i) {
     const auto& e = extents[i];
-    std::string item = "extent " + std::to_string(i) + " (" + std::to_string(e.offset) + ", " +
-                       std::to_string(e.length) + ", " + std::to_string(e.type) + ")";
-    if (e.type > 3) scriptFault(item + ": type " + std::to_string(e.type));
-    if (e.length > UINT64_MAX - e.offset) scriptFault(item + " ends past 2^64");
+    // Formatted only for a fault: a list can hold a million extents.
+    auto item = [&] {
+      return "extent " + std::to_string(i) + " (" + std::to_string(e.offset) + ", " +
+             std::to_string(e.length) + ", " + std::to_string(e.type) + ")";
+    };
+    if (e.type > 3) scriptFault(item() + ": type " + std::to_string(e.type));
+    if (e.length > UINT64_MAX - e.offset) scriptFault(item() + " ends past 2^64");
     if (i > 0 && e.offset != extents[i - 1].offset + extents[i - 1].length) {
-      scriptFault(item + " does not start where the previous one ended (extents must be "
+      scriptFault(item() + " does not start where the previous one ended (extents must be "
                   "contiguous, in ascending order)");
     }
   }

@@ -4,21 +4,12 @@
 
 namespace pyworker {
 
-namespace {
-
-capnp::ReaderOptions readerOptions() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = TRAVERSAL_LIMIT_WORDS;
-  return options;
-}
-
-}  // namespace
-
 RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket,
                              std::string identity)
     : stream_(lowLevel.wrapSocketFd(kj::mv(socket),
                                     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
-      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, readerOptions()),
+      messages_(*stream_, identity),
+      network_(messages_, capnp::rpc::twoparty::Side::CLIENT, rpcReaderOptions()),
       host_(kj::heap<HostServer>(kj::mv(identity))),
       rpcSystem_(capnp::makeRpcServer(network_, host_)),
       worker_(nullptr) {
@@ -28,6 +19,7 @@ RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoClos
   auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
   vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
   worker_ = rpcSystem_.bootstrap(vatId).castAs<rpc::Worker>();
+  rpcSystem_.setFlowLimit(HOST_CALL_FLOW_LIMIT_WORDS);
 }
 
 }  // namespace pyworker

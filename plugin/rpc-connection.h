@@ -8,13 +8,16 @@
 
 #include <string>
 
+#include "bounded-message-stream.h"
 #include "pyworker.capnp.h"
+#include "rpc-limits.h"
 
 namespace pyworker {
 
-constexpr uint64_t TRAVERSAL_LIMIT_WORDS = 8 * 1024 * 1024 + 64 * 1024;
-// A 64 MiB Data field (nbdkit's largest request) plus the message around it; the worker uses
-// the same value, since a receiver with a lower limit drops the whole connection.
+constexpr size_t HOST_CALL_FLOW_LIMIT_WORDS = 1024 * 1024;
+// 8 MiB of Host calls unanswered at most, then the plugin reads nothing more from that worker
+// until some are answered. The Host methods answer at once today; this keeps it so if one ever
+// waits for something.
 
 class RpcConnection {
 public:
@@ -30,6 +33,7 @@ public:
 
 private:
   kj::Own<kj::AsyncIoStream> stream_;
+  BoundedMessageStream messages_;
   capnp::TwoPartyVatNetwork network_;
   rpc::Host::Client host_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem_;

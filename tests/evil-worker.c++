@@ -15,6 +15,14 @@
 //   extents-empty              extents returns an empty list
 //   lane-hangup                the first pread's lane is closed instead of answered
 //
+// or, once the plugin has opened a connection on the serving connection (Worker.open), makes
+// calls of its own: a runaway worker that floods the plugin with Host.debug calls (1 KiB each, for
+// PYWORKER_EVIL_FLOOD_SECONDS, default 5) while relaying as before:
+//
+//   host-flood                 each call finished properly (capnp's Finish)
+//   host-flood-unfinished      never finished, so the plugin must remember every answer
+//   host-flood-unread          and the plugin's replies are never read any more
+//
 // With PYWORKER_EVIL_ONCE=FILE only the first such reply of the whole test is corrupted (the
 // proxy that manages to create FILE does it), so the replacement worker behaves.
 //
@@ -36,6 +44,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
@@ -50,6 +59,9 @@ namespace {
 
 std::string mode;
 std::string onceFile;
+
+constexpr uint32_t FLOOD_QUESTIONS = 0x40000000;
+// Question ids of the flood's own calls: far above the real worker's, which start at 0.
 
 struct Pending {
   uint64_t interface;
@@ -161,11 +173,59 @@ bool maybeCorrupt(capnp::rpc::Message::Reader message, const Pending& call, int 
 struct Relay {
   std::mutex mutex;
   std::map<uint32_t, Pending> calls;  // the plugin's questions, by id
+  std::mutex writing;                 // whole messages to the plugin, from two threads
+  bool serving = false;               // the --serve-fd link (the flood goes there only)
+  bool flooding = false;
 };
+
+bool writeMessageTo(Relay& relay, int fd, capnp::MessageBuilder& message) {
+  auto words = capnp::messageToFlatArray(message);
+  std::lock_guard<std::mutex> lock(relay.writing);
+  return writeFully(fd, words.begin(), words.size() * sizeof(capnp::word));
+}
+
+void flood(Relay& relay, int plugin) {
+  // The plugin serves Host as its bootstrap: ask for it, then call debug on the answer.
+  bool finish = mode != "host-flood-unfinished";
+  {
+    capnp::MallocMessageBuilder message;
+    message.initRoot<capnp::rpc::Message>().initBootstrap().setQuestionId(FLOOD_QUESTIONS);
+    if (!writeMessageTo(relay, plugin, message)) return;
+  }
+  const char* seconds = getenv("PYWORKER_EVIL_FLOOD_SECONDS");
+  auto end = std::chrono::steady_clock::now() +
+             std::chrono::milliseconds(static_cast<int>(1000 * atof(seconds ? seconds : "5")));
+  std::string text(1024, 'f');
+  uint64_t calls = 0;
+  for (uint32_t id = FLOOD_QUESTIONS + 1; std::chrono::steady_clock::now() < end; ++id) {
+    capnp::MallocMessageBuilder message;
+    auto call = message.initRoot<capnp::rpc::Message>().initCall();
+    call.setQuestionId(id);
+    call.initTarget().initPromisedAnswer().setQuestionId(FLOOD_QUESTIONS);
+    call.setInterfaceId(capnp::typeId<pyworker::rpc::Host>());
+    call.setMethodId(0);  // debug
+    call.initParams().getContent().initAs<pyworker::rpc::Host::DebugParams>().setMessage(text);
+    if (!writeMessageTo(relay, plugin, message)) break;
+    if (finish) {
+      capnp::MallocMessageBuilder done;
+      done.initRoot<capnp::rpc::Message>().initFinish().setQuestionId(id);
+      if (!writeMessageTo(relay, plugin, done)) break;
+    }
+    ++calls;
+  }
+  fprintf(stderr, "nbdkit-pyworker-worker-evil: flood done: %llu calls\n",
+          static_cast<unsigned long long>(calls));
+}
+
+bool floods() { return mode.rfind("host-flood", 0) == 0; }
+
+constexpr uint16_t OPEN_METHOD = 11;  // Worker.open in schema/pyworker.capnp
 
 void pluginToWorker(Relay& relay, int from, int to) {
   kj::Array<capnp::word> words;
   while (readMessage(from, words)) {
+    bool ours = false;  // an answer to the flood: the real worker never asked
+    bool stopReading = false;
     try {
       capnp::FlatArrayMessageReader reader(words, options());
       auto message = reader.getRoot<capnp::rpc::Message>();
@@ -173,10 +233,24 @@ void pluginToWorker(Relay& relay, int from, int to) {
         auto call = message.getCall();
         std::lock_guard<std::mutex> lock(relay.mutex);
         relay.calls[call.getQuestionId()] = {call.getInterfaceId(), call.getMethodId()};
+        if (relay.serving && floods() && !relay.flooding &&
+            call.getInterfaceId() == capnp::typeId<pyworker::rpc::Worker>() &&
+            call.getMethodId() == OPEN_METHOD) {
+          relay.flooding = true;  // asked once per connection; PYWORKER_EVIL_ONCE applies
+          if (claim()) {
+            std::thread([&relay, from] { flood(relay, from); }).detach();
+            stopReading = mode == "host-flood-unread";
+          }
+        }
       }
+      ours = message.isReturn() && message.getReturn().getAnswerId() >= FLOOD_QUESTIONS;
     } catch (const kj::Exception&) {
     }
+    if (ours) continue;
     if (!writeFully(to, words.begin(), words.size() * 8)) break;
+    if (stopReading) {
+      for (;;) pause();  // the plugin's replies pile up in its socket from now on
+    }
   }
   shutdown(to, SHUT_WR);  // the real worker exits on EOF, as it would without us
 }
@@ -205,7 +279,10 @@ void workerToPlugin(Relay& relay, int from, int to) {
     } catch (const kj::Exception& e) {
       fprintf(stderr, "nbdkit-pyworker-worker-evil: %s\n", e.getDescription().cStr());
     }
-    if (!done && !writeFully(to, words.begin(), words.size() * 8)) break;
+    if (!done) {
+      std::lock_guard<std::mutex> lock(relay.writing);
+      if (!writeFully(to, words.begin(), words.size() * 8)) break;
+    }
   }
   shutdown(to, SHUT_WR);
 }
@@ -357,33 +434,38 @@ int main(int argc, char** argv) {
   // gets ours at the same numbers.
   std::vector<int> targets;
   int laneTarget = -1;
+  int serveTarget = -1;
   std::vector<std::string> args = {real};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     args.push_back(arg);
     for (const char* prefix : {"--serve-fd=", "--config-fd="}) {
-      if (arg.rfind(prefix, 0) == 0) targets.push_back(atoi(arg.c_str() + strlen(prefix)));
+      if (arg.rfind(prefix, 0) == 0) {
+        targets.push_back(atoi(arg.c_str() + strlen(prefix)));
+        if (prefix[2] == 's') serveTarget = targets.back();
+      }
     }
     if (arg.rfind("--lane-fd=", 0) == 0) laneTarget = atoi(arg.c_str() + strlen("--lane-fd="));
   }
   struct Link {
     int target, plugin, ours, theirs;
+    bool serving;
   };
   std::vector<Link> links;
   for (int target : targets) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
-    links.push_back({target, high(target), high(pair[0]), high(pair[1])});
+    links.push_back({target, high(target), high(pair[0]), high(pair[1]), target == serveTarget});
     close(target);
     close(pair[0]);
     close(pair[1]);
   }
 
-  Link lanes{-1, -1, -1, -1};
+  Link lanes{-1, -1, -1, -1, false};
   if (laneTarget >= 0) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
-    lanes = {laneTarget, high(laneTarget), high(pair[0]), high(pair[1])};
+    lanes = {laneTarget, high(laneTarget), high(pair[0]), high(pair[1]), false};
     close(laneTarget);
     close(pair[0]);
     close(pair[1]);
@@ -410,6 +492,7 @@ int main(int argc, char** argv) {
   for (auto& l : links) {
     relays.push_back(std::make_unique<Relay>());
     Relay& relay = *relays.back();
+    relay.serving = l.serving;
     threads.emplace_back([&relay, l] { pluginToWorker(relay, l.plugin, l.ours); });
     threads.emplace_back([&relay, l] { workerToPlugin(relay, l.ours, l.plugin); });
   }

@@ -31,18 +31,38 @@ void HostLink::setHost(rpc::Host::Client newHost) { host = kj::mv(newHost); }
 void HostLink::disconnect() {
   gone = true;
   host = nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  room.notify_all();
+}
+
+void HostLink::answered() {
+  std::lock_guard<std::mutex> lock(mutex);
+  --inFlight;
+  room.notify_one();
 }
 
 template <typename Send>
 void HostLink::onLoop(Send&& send) {
   if (gone) return;
+  bool onLoopThread = std::this_thread::get_id() == loopThread;
+  if (!onLoopThread) {
+    // The loop thread never waits here: it is the one that sees the answers.
+    std::unique_lock<std::mutex> lock(mutex);
+    room.wait(lock, [this]() { return inFlight < MAX_HOST_CALLS_IN_FLIGHT || gone; });
+  }
   auto call = [&]() {
     KJ_IF_MAYBE(h, host) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ++inFlight;
+      }
       // Fire and forget: a dead config-phase Host must not fail the script's call.
-      send(*h).detach([](kj::Exception&&) {});
+      send(*h)
+          .then([this]() { answered(); }, [this](kj::Exception&&) { answered(); })
+          .detach([](kj::Exception&&) {});
     }
   };
-  if (std::this_thread::get_id() == loopThread) {
+  if (onLoopThread) {
     call();
   } else {
     loop.executeSync(call);

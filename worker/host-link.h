@@ -11,7 +11,9 @@
 #include <kj/mutex.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +50,11 @@ private:
   HostCallCapture* saved_;
 };
 
+constexpr size_t MAX_HOST_CALLS_IN_FLIGHT = 1024;
+// Host calls sent and not answered yet. A script calling nbdkit.debug() in a loop waits past
+// this, as nbdkit_debug() waits for a slow stderr in-process: the calls queued here (and the
+// answers the plugin must keep until they are finished) stay bounded.
+
 class HostLink {
 public:
   explicit HostLink(const kj::Executor& loop);
@@ -61,16 +68,21 @@ public:
   void debug(const std::string& message);
   void error(const std::string& message);
   void shutdown();
-  // Any thread. Callers holding the GIL release it around these (they may block briefly).
+  // Any thread. Callers holding the GIL release it around these (they may block: briefly, or
+  // while MAX_HOST_CALLS_IN_FLIGHT are unanswered; never on the loop thread).
 
 private:
   template <typename Send>
   void onLoop(Send&& send);
+  void answered();
 
   const kj::Executor& loop;
   std::thread::id loopThread;
   kj::Maybe<rpc::Host::Client> host;  // touched only on the loop thread
   std::atomic<bool> gone{false};
+  std::mutex mutex;
+  std::condition_variable room;
+  size_t inFlight = 0;  // under `mutex`
 };
 
 }  // namespace pyworker

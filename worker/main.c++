@@ -8,6 +8,7 @@
 #include "process-title.h"
 #include "python-executor.h"
 #include "python-ref.h"
+#include "rpc-limits.h"
 #include "script.h"
 #include "worker-server.h"
 
@@ -122,19 +123,12 @@ void showIdentity(int argc, char** argv, const Arguments& arguments) {
   setWorkerTitle(arguments.label.empty() ? "?" : arguments.label, getppid());
 }
 
-capnp::ReaderOptions readerOptions() {
-  // A 64 MiB Data field plus the rest of the message; the plugin uses the same limit.
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 8 * 1024 * 1024 + 64 * 1024;
-  return options;
-}
-
 class Connection {
   // One socketpair end serving the bootstrap `Worker`.
 public:
   Connection(kj::LowLevelAsyncIoProvider& provider, int fd, rpc::Worker::Client bootstrap)
       : stream(provider.wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, readerOptions()),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, rpcReaderOptions()),
         rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
 
   kj::Promise<void> onDisconnect() { return network.onDisconnect(); }

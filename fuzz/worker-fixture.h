@@ -1,0 +1,73 @@
+#pragma once
+// The worker's RPC servers in one process, for worker-requests-fuzz and its seed generator: an
+// embedded interpreter running fuzz/worker-fixture.py, the real WorkerServer (and the
+// HandleServers it opens), served to one two-party connection at a time with the worker's
+// reader limits. Built once per process (interpreter start-up is the slow part).
+
+#include <kj/async-io.h>
+
+#include <capnp/rpc-twoparty.h>
+
+#include <vector>
+
+#include "host-link.h"
+#include "python-executor.h"
+#include "script.h"
+#include "services.h"
+
+#include "pyworker.capnp.h"
+
+namespace pyworker::fuzz {
+
+struct PythonRuntime {
+  PythonRuntime();  // the interpreter as worker/main.c++ starts it, GIL released
+};
+
+class WorkerFixture {
+public:
+  static WorkerFixture& get();
+  WorkerFixture();  // only through get()
+
+  class Connection {
+    // The worker's side of one connection, as in worker/main.c++.
+  public:
+    Connection(kj::AsyncIoStream& stream, rpc::Worker::Client bootstrap);
+    kj::Promise<void> onDisconnect() { return network.onDisconnect(); }
+
+  private:
+    capnp::TwoPartyVatNetwork network;
+    capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
+  };
+
+  kj::Own<Connection> connect(kj::AsyncIoStream& stream);
+  // Starts serving `stream` (the worker's end of a connection) on this thread's loop.
+
+  void settle();
+  // Runs the loop until no script callback runs (so the next connection starts from a quiet
+  // worker). One still running 10 s later aborts: a hang is a bug too.
+
+  void serve(kj::AsyncIoStream& stream);
+  // connect(), until the connection ends; settle() before and after it is gone.
+
+  kj::AsyncIoContext& io() { return io_; }
+
+private:
+
+  class CloseErrors final: public kj::TaskSet::ErrorHandler {
+  public:
+    void taskFailed(kj::Exception&& exception) override;
+  };
+
+  PythonRuntime python_;
+  kj::AsyncIoContext io_;
+  HostLink host_;
+  PythonExecutor executor_;
+  Script script_;
+  CloseErrors closeErrors_;
+  kj::TaskSet closes_;
+  std::vector<uint8_t> sharedMemory_;
+  rpc::Worker::Client worker_;   // the real bootstrap: the fixture loads the script with it
+  rpc::Worker::Client exposed_;  // what a connection gets (see ProcessCallsGate)
+};
+
+}  // namespace pyworker::fuzz

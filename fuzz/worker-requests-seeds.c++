@@ -1,0 +1,199 @@
+// Writes the seed corpus of worker-requests-fuzz: real conversations of a real capnp client
+// (what the plugin's RpcConnection does) with the fixture worker, recorded byte for byte as the
+// client wrote them, one file per conversation. Replayed to a fresh connection they mean the
+// same thing again: question and export ids start afresh on every connection.
+//
+//   worker-requests-seeds DIRECTORY
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <capnp/rpc-twoparty.h>
+
+#include <string>
+
+#include "recording-stream.h"
+#include "rpc-limits.h"
+#include "worker-fixture.h"
+
+namespace pyworker::fuzz {
+namespace {
+
+using Conversation = kj::Function<void(rpc::Worker::Client&, kj::WaitScope&)>;
+
+std::string directory;
+int written = 0;
+
+void record(const char* name, Conversation conversation) {
+  auto& fixture = WorkerFixture::get();
+  auto& waitScope = fixture.io().waitScope;
+  auto pipe = fixture.io().provider->newTwoWayPipe();
+  RecordingStream recording(*pipe.ends[1]);
+  {
+    capnp::TwoPartyVatNetwork network(recording, capnp::rpc::twoparty::Side::CLIENT,
+                                      rpcReaderOptions());
+    auto client = capnp::makeRpcClient(network);
+    capnp::MallocMessageBuilder vatIdMessage;
+    auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
+    vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+    // The worker serves on the same loop, so the client waits as the plugin does.
+    auto served = fixture.connect(*pipe.ends[0]);
+    {
+      auto worker = client.bootstrap(vatId).castAs<rpc::Worker>();
+      conversation(worker, waitScope);
+    }
+    // Let the releases and finishes of the dropped capabilities go out, then hang up.
+    fixture.settle();
+    recording.shutdownWrite();
+    served->onDisconnect().wait(waitScope);
+    fixture.settle();
+  }
+  fixture.settle();
+  std::string path = directory + "/" + name;
+  FILE* file = fopen(path.c_str(), "wb");
+  if (file == nullptr || fwrite(recording.written.data(), 1, recording.written.size(), file) !=
+                             recording.written.size() || fclose(file) != 0) {
+    fprintf(stderr, "worker-requests-seeds: %s: %s\n", path.c_str(), strerror(errno));
+    exit(1);
+  }
+  ++written;
+}
+
+void setContext(rpc::ConnectionContext::Builder context, const char* exportName) {
+  context.setExportName(kj::StringPtr(exportName).asBytes());
+  context.setHasExportName(true);
+  context.setPeerPid(1234);
+  context.setPeerUid(0);
+  context.setPeerGid(0);
+  uint8_t unixAddress[] = {1, 0, '/', 't', 'm', 'p', '/', 's', 0};  // AF_UNIX, "/tmp/s"
+  context.setPeerAddress(kj::arrayPtr(unixAddress, sizeof(unixAddress)));
+}
+
+rpc::Handle::Client open(rpc::Worker::Client& worker, kj::WaitScope& waitScope,
+                         const char* exportName) {
+  auto request = worker.openRequest();
+  setContext(request.initContext(), exportName);
+  return request.send().wait(waitScope).getHandle();
+}
+
+template <typename Request>
+void range(Request request, uint32_t count, uint64_t offset, uint32_t flags,
+           kj::WaitScope& waitScope) {
+  request.setCount(count);
+  request.setOffset(offset);
+  request.setFlags(flags);
+  request.send().wait(waitScope);
+}
+
+void writeAll() {
+  record("process-wide", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    auto config = worker.configRequest();
+    config.setKey("size");
+    config.setValue("1M");
+    config.send().wait(ws);
+    auto refused = worker.configRequest();
+    refused.setKey("fail");
+    refused.setValue("now");
+    refused.send().wait(ws);
+    worker.configCompleteRequest().send().wait(ws);
+    worker.threadModelRequest().send().wait(ws);
+    worker.getReadyRequest().send().wait(ws);
+    worker.dumpPluginRequest().send().wait(ws);
+  });
+  record("new-connection", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    auto preconnect = worker.preconnectRequest();
+    setContext(preconnect.initContext(), "");
+    preconnect.send().wait(ws);
+    auto list = worker.listExportsRequest();
+    list.setReadonly(true);
+    list.initContext().setIsTls(true);
+    list.send().wait(ws);
+    worker.defaultExportRequest().send().wait(ws);
+    auto refused = worker.openRequest();
+    setContext(refused.initContext(), "refuse");
+    refused.send().wait(ws);
+  });
+  record("handle-queries", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    auto handle = open(worker, ws, "queries");
+    handle.getSizeRequest().send().wait(ws);
+    handle.blockSizeRequest().send().wait(ws);
+    handle.exportDescriptionRequest().send().wait(ws);
+    for (uint16_t q = 0; q <= static_cast<uint16_t>(rpc::Query::CAN_MULTI_CONN); ++q) {
+      auto request = handle.queryRequest();
+      request.setQuery(static_cast<rpc::Query>(q));
+      request.send().wait(ws);
+    }
+  });
+  record("handle-data", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    auto handle = open(worker, ws, "data");
+    auto write = handle.pwriteRequest();
+    write.setData(kj::StringPtr("hello, fuzzer").asBytes());
+    write.setOffset(100);
+    write.setFlags(2);  // FUA
+    write.send().wait(ws);
+    range(handle.preadRequest(), 16, 98, 0, ws);
+    range(handle.preadRequest(), 512, 4096, 0, ws);  // fails
+    range(handle.preadRequest(), 512, 8192, 0, ws);  // asks for a disconnect
+    auto flush = handle.flushRequest();
+    flush.send().wait(ws);
+    range(handle.trimRequest(), 4096, 0, 2, ws);
+    range(handle.zeroRequest(), 4096, 0, 1, ws);
+    range(handle.zeroRequest(), 4096, 0, 0, ws);  // falls back to writing zeroes
+    range(handle.cacheRequest(), 4096, 0, 0, ws);
+    range(handle.extentsRequest(), 8192, 0, 4, ws);
+    range(handle.extentsRequest(), 8192, 4096, 0, ws);  // fails
+  });
+  record("handle-shared-memory", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    auto handle = open(worker, ws, "shared");
+    auto write = handle.pwriteRequest();
+    auto writeRange = write.initShared();
+    writeRange.setOffset(65536);
+    writeRange.setLength(65536);
+    write.setOffset(0);
+    write.send().wait(ws);
+    auto read = handle.preadRequest();
+    read.setCount(65536);
+    read.setOffset(0);
+    auto readRange = read.initShared();
+    readRange.setOffset(0);
+    readRange.setLength(65536);
+    read.send().wait(ws);
+  });
+  record("pipelined", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    // As fast as a client can: calls on the handle before open has answered, then a close
+    // with calls still in flight.
+    auto request = worker.openRequest();
+    setContext(request.initContext(), "close-raises");
+    auto opened = request.send();
+    auto handle = opened.getHandle();
+    auto size = handle.getSizeRequest().send();
+    auto read = handle.preadRequest();
+    read.setCount(4096);
+    auto data = read.send();
+    handle = nullptr;
+    size.wait(ws);
+    data.wait(ws);
+    opened.wait(ws);
+  });
+  record("cleanup", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
+    open(worker, ws, "closed");  // released at once
+    worker.cleanupRequest().send().wait(ws);
+  });
+}
+
+}  // namespace
+}  // namespace pyworker::fuzz
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fputs("usage: worker-requests-seeds DIRECTORY\n", stderr);
+    return 2;
+  }
+  pyworker::fuzz::directory = argv[1];
+  mkdir(argv[1], 0755);
+  pyworker::fuzz::writeAll();
+  printf("worker-requests-seeds: %d seeds in %s\n", pyworker::fuzz::written, argv[1]);
+  return 0;
+}

@@ -1,0 +1,43 @@
+#include "reply-decoding.h"
+
+#include "reply-checks.h"
+
+namespace pyworker {
+
+std::string copyText(capnp::Text::Reader text) {
+  return std::string(text.begin(), text.size());
+}
+
+ExportList decodeExportList(rpc::Worker::ListExportsResults::Reader reply) {
+  ExportList list;
+  list.useDefault = reply.getUseDefault();
+  auto exports = reply.getExports();
+  list.count = exports.size();
+  if (list.count > MAX_EXPORTS) return list;  // refused by checkExportList, without copying
+  list.exports.reserve(list.count);
+  for (auto e : exports) {
+    std::optional<std::string> description;
+    if (e.getHasDescription()) description = copyText(e.getDescription());
+    list.exports.emplace_back(copyText(e.getName()), kj::mv(description));
+  }
+  return list;
+}
+
+void checkExportList(const ExportList& list) {
+  checkExportCount(list.count);
+  for (auto& [name, description] : list.exports) {
+    checkText(name, "export name");
+    if (description) checkText(*description, "export description");
+  }
+}
+
+std::string decodeDefaultExport(rpc::Worker::DefaultExportResults::Reader reply) {
+  return copyText(reply.getName());
+}
+
+std::optional<std::string> decodeExportDescription(rpc::LaneReply::Reader reply) {
+  if (!reply.getHasDescription()) return std::nullopt;
+  return copyText(reply.getDescription());
+}
+
+}  // namespace pyworker

@@ -1,0 +1,104 @@
+// The protocol's reader limits (schema/rpc-limits.h) against its deepest messages, over a real
+// two-party connection: enough for every field the schema has, and not one level more.
+
+#include "rpc-limits.h"
+
+#include "pyworker.capnp.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace pyworker {
+namespace {
+
+class DeepWorker final: public rpc::Worker::Server {
+  // Answers with the deepest replies there are; records the deepest request field it read.
+public:
+  explicit DeepWorker(std::string& seen): seen(seen) {}
+
+protected:
+  kj::Promise<void> open(OpenContext context) override {
+    auto name = context.getParams().getContext().getExportName().asChars();
+    seen.assign(name.begin(), name.size());
+    auto status = context.getResults().initStatus();
+    status.setErrno(5);
+    status.setMessage("open failed on purpose");
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> listExports(ListExportsContext context) override {
+    auto results = context.getResults();
+    results.initStatus().setMessage("status text");
+    auto exports = results.initExports(1);
+    exports[0].setName("name");
+    exports[0].setDescription("description");
+    exports[0].setHasDescription(true);
+    return kj::READY_NOW;
+  }
+
+private:
+  std::string& seen;
+};
+
+struct Received {
+  std::string exportName;   // read by the worker's side
+  std::string openMessage;  // read by the plugin's side from here on
+  std::string statusText;
+  std::string name;
+  std::string description;
+};
+
+capnp::ReaderOptions withNesting(int nesting) {
+  auto options = rpcReaderOptions();
+  options.nestingLimit = nesting;
+  return options;
+}
+
+Received exchange(capnp::ReaderOptions workerSide, capnp::ReaderOptions pluginSide) {
+  auto io = kj::setupAsyncIo();
+  auto pipe = io.provider->newTwoWayPipe();
+  Received received;
+  capnp::TwoPartyVatNetwork workerNetwork(*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER,
+                                          workerSide);
+  auto server = capnp::makeRpcServer(
+      workerNetwork, rpc::Worker::Client(kj::heap<DeepWorker>(received.exportName)));
+  capnp::TwoPartyVatNetwork pluginNetwork(*pipe.ends[1], capnp::rpc::twoparty::Side::CLIENT,
+                                          pluginSide);
+  auto client = capnp::makeRpcClient(pluginNetwork);
+  capnp::MallocMessageBuilder vatIdMessage;
+  auto vatId = vatIdMessage.initRoot<capnp::rpc::twoparty::VatId>();
+  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+  auto worker = client.bootstrap(vatId).castAs<rpc::Worker>();
+
+  auto open = worker.openRequest();
+  open.initContext().setExportName(kj::StringPtr("the export").asBytes());
+  auto opened = open.send().wait(io.waitScope);
+  received.openMessage = opened.getStatus().getMessage();
+
+  auto list = worker.listExportsRequest().send().wait(io.waitScope);
+  received.statusText = list.getStatus().getMessage();
+  auto exports = list.getExports();
+  received.name = exports[0].getName();
+  received.description = exports[0].getDescription();
+  return received;
+}
+
+TEST(RpcLimits, TheDeepestMessagesPass) {
+  auto received = exchange(rpcReaderOptions(), rpcReaderOptions());
+  EXPECT_EQ(received.exportName, "the export");
+  EXPECT_EQ(received.openMessage, "open failed on purpose");
+  EXPECT_EQ(received.statusText, "status text");
+  EXPECT_EQ(received.name, "name");
+  EXPECT_EQ(received.description, "description");
+}
+
+TEST(RpcLimits, OneLevelLessBreaksListExports) {
+  // The names in list_exports' reply are the deepest fields there are.
+  EXPECT_THROW(exchange(rpcReaderOptions(), withNesting(NESTING_LIMIT - 1)), kj::Exception);
+}
+
+}  // namespace
+}  // namespace pyworker
