@@ -1,18 +1,24 @@
 // libFuzzer target: the plugin's handling of the worker's replies. The input is one reply (see
-// plugin-replies-input.h), read with the plugin's reader limits, copied out and checked exactly
-// as plugin/plugin.c++ and plugin/supervisor.c++ do: the same decode functions
-// (reply-decoding.h), the same checks (reply-checks.h), the same ScriptOutcome. Whatever the
-// bytes, the outcome must be a value, a BadReply or a kj::Exception (the RPC layer turns the
-// latter into a failed call); anything else (a crash, a sanitizer report, another exception)
-// is a bug.
+// plugin-replies-input.h), read with the plugin's reader limits (a lane reply through the
+// plugin's own LaneStream, off a real socket), copied out and checked exactly as
+// plugin/plugin.c++, plugin/serving-link.c++ and plugin/supervisor.c++ do: the same decode
+// functions (reply-decoding.h), the same checks (reply-checks.h), the same ScriptOutcome, the
+// same replay of a lane call's Host calls. Whatever the bytes, the outcome must be a value, a
+// BadReply, a LaneError or a kj::Exception (the plugin turns each into a failed request);
+// anything else (a crash, a sanitizer report, another exception) is a bug.
 
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <capnp/serialize.h>
+#include <kj/debug.h>
 
 #include <optional>
 #include <vector>
 
+#include "host-server.h"
+#include "lane-stream.h"
 #include "plugin-replies-input.h"
 #include "pyworker.capnp.h"
 #include "reply-checks.h"
@@ -34,7 +40,7 @@ capnp::ReaderOptions resultsReaderOptions() {
 
 constexpr uint32_t SHARED_PAYLOAD_MINIMUM = 32 * 1024;  // as in plugin.c++
 
-void pread(rpc::Handle::PreadResults::Reader reply, uint32_t count, bool shared) {
+void pread(rpc::LaneReply::Reader reply, uint32_t count, bool shared) {
   // plugin.c++'s pyworkerPread: copies only a reply of the right size.
   auto outcome = ScriptOutcome::from(reply.getStatus());
   size_t received = count;
@@ -54,7 +60,7 @@ void pread(rpc::Handle::PreadResults::Reader reply, uint32_t count, bool shared)
   checkPreadSize(received, count);
 }
 
-void extents(rpc::Handle::ExtentsResults::Reader reply) {
+void extents(rpc::LaneReply::Reader reply) {
   // plugin.c++'s pyworkerExtents.
   auto outcome = ScriptOutcome::from(reply.getStatus());
   auto list = reply.getExtents();
@@ -69,7 +75,7 @@ void extents(rpc::Handle::ExtentsResults::Reader reply) {
   checkExtents(entries);
 }
 
-void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
+void handle(Kind kind, capnp::MessageReader& message) {
   switch (kind) {
   case Kind::LOAD: {  // supervisor.c++'s configure()
     auto reply = message.getRoot<rpc::Worker::LoadResults>();
@@ -84,7 +90,7 @@ void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
     break;
   }
   case Kind::STATUS_ONLY:
-    ScriptOutcome::from(message.getRoot<rpc::Handle::FlushResults>().getStatus()).report();
+    ScriptOutcome::from(message.getRoot<rpc::Worker::ConfigResults>().getStatus()).report();
     break;
   case Kind::THREAD_MODEL: {
     auto reply = message.getRoot<rpc::Worker::ThreadModelResults>();
@@ -122,15 +128,27 @@ void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
     outcome.report();
     break;
   }
+  default:
+    break;  // the lane replies: handleLaneReply()
+  case Kind::KIND_COUNT:
+    break;
+  }
+}
+
+void handleLaneReply(Kind kind, uint32_t parameter, rpc::LaneReply::Reader reply) {
+  // serving-link.c++'s runLaneCall (the Host calls first), then plugin.c++'s callback.
+  for (auto call : reply.getHostCalls()) replayHostCall(call, "pyworker[1]");
+  switch (kind) {
+  case Kind::LANE_STATUS:
+    ScriptOutcome::from(reply.getStatus()).report();
+    break;
   case Kind::GET_SIZE: {
-    auto reply = message.getRoot<rpc::Handle::GetSizeResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
     int64_t size = reply.getSize();
     if (outcome.report()) checkSize(size);
     break;
   }
   case Kind::BLOCK_SIZE: {  // nbdkit itself validates the three values
-    auto reply = message.getRoot<rpc::Handle::BlockSizeResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
     [[maybe_unused]] struct {
       uint32_t minimum, preferred, maximum;
@@ -139,14 +157,12 @@ void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
     break;
   }
   case Kind::EXPORT_DESCRIPTION: {
-    auto reply = message.getRoot<rpc::Handle::ExportDescriptionResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
     auto description = decodeExportDescription(reply);
     if (outcome.report() && description) checkText(*description, "export description");
     break;
   }
   case Kind::QUERY: {
-    auto reply = message.getRoot<rpc::Handle::QueryResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
     int32_t value = reply.getValue();
     if (outcome.report()) checkQueryAnswer("can_fuzz", value, parameter % 2 + 1);
@@ -154,20 +170,40 @@ void handle(Kind kind, uint32_t parameter, capnp::MessageReader& message) {
   }
   case Kind::PREAD:
     // 1 byte at least: nbdkit refuses zero-length requests before they reach a plugin.
-    pread(message.getRoot<rpc::Handle::PreadResults>(),
-          1 + parameter % (SHARED_PAYLOAD_MINIMUM - 1), false);
+    pread(reply, 1 + parameter % (SHARED_PAYLOAD_MINIMUM - 1), false);
     break;
   case Kind::PREAD_SHARED:
-    pread(message.getRoot<rpc::Handle::PreadResults>(),
+    pread(reply,
           SHARED_PAYLOAD_MINIMUM + parameter % (64 * 1024 * 1024 - SHARED_PAYLOAD_MINIMUM + 1),
           true);
     break;
   case Kind::EXTENTS:
-    extents(message.getRoot<rpc::Handle::ExtentsResults>());
+    extents(reply);
     break;
-  case Kind::KIND_COUNT:
+  default:
     break;
   }
+}
+
+void laneReply(Kind kind, uint32_t parameter, const uint8_t* bytes, size_t size) {
+  // The bytes as a worker writes them on its lane, then the end of the lane: LaneStream reads
+  // one message (or says why not) exactly as the plugin does.
+  int pair[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+  kj::AutoCloseFd worker(pair[1]);
+  LaneStream lane{kj::AutoCloseFd(pair[0])};
+  int sndbuf = 4 * 1024 * 1024;
+  setsockopt(worker.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+  for (size_t at = 0; at < size;) {
+    ssize_t n = write(worker.get(), bytes + at, size - at);
+    if (n <= 0) return;  // more than a socket holds: not what the fuzzer explores here
+    at += static_cast<size_t>(n);
+  }
+  worker = nullptr;
+  auto words = lane.read(std::chrono::steady_clock::now() + std::chrono::seconds(1),
+                         std::chrono::microseconds(0));
+  capnp::FlatArrayMessageReader message(words, rpcReaderOptions());
+  handleLaneReply(kind, parameter, message.getRoot<rpc::LaneReply>());
 }
 
 }  // namespace
@@ -179,13 +215,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto kind = static_cast<Kind>(data[0] % static_cast<uint8_t>(Kind::KIND_COUNT));
   uint32_t parameter = 0;
   for (int i = 0; i < 4; ++i) parameter |= uint32_t{data[1 + i]} << (8 * i);
+  if (isLaneReply(kind)) {
+    try {
+      laneReply(kind, parameter, data + HEADER_BYTES, size - HEADER_BYTES);
+    } catch (const pyworker::BadReply&) {
+    } catch (const pyworker::LaneError&) {
+    } catch (const kj::Exception&) {
+    }
+    return 0;
+  }
   // Word-aligned, as the plugin's socket reads are; a trailing partial word is dropped.
   size_t words = (size - HEADER_BYTES) / sizeof(capnp::word);
   auto message = kj::heapArray<capnp::word>(words);
   memcpy(message.begin(), data + HEADER_BYTES, words * sizeof(capnp::word));
   try {
     capnp::FlatArrayMessageReader reader(message, resultsReaderOptions());
-    handle(kind, parameter, reader);
+    handle(kind, reader);
   } catch (const pyworker::BadReply&) {
   } catch (const kj::Exception&) {
   }

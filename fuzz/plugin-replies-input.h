@@ -4,8 +4,11 @@
 //   bytes 1..4   the request's parameter, little-endian: what pread asked for (PREAD: 1 + it
 //                modulo 32 KiB - 1; PREAD_SHARED: 32 KiB + it modulo the rest up to 64 MiB),
 //                a query's maximum answer (1 + it modulo 2: booleans, FUA/cache modes)
-//   the rest     one Cap'n Proto message in the standard framing whose root is that reply's
-//                results struct, as the plugin finds it in a Return's payload.
+//   the rest     for the RPC replies (LOAD ... OPEN): one Cap'n Proto message in the standard
+//                framing whose root is that reply's results struct, as the plugin finds it in
+//                a Return's payload; for the lane replies (LANE_STATUS ... EXTENTS): the bytes
+//                a worker writes on a lane, read through the plugin's LaneStream (framing and
+//                size checks included) and then as a LaneReply.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,13 +19,14 @@ namespace pyworker::fuzz {
 
 enum class Kind : uint8_t {
   LOAD,
-  STATUS_ONLY,  // config, config_complete, get_ready, after_fork, preconnect, pwrite, flush,
-                // trim, zero, cache: the Status is all the plugin reads
+  STATUS_ONLY,  // config, config_complete, get_ready, after_fork, preconnect: the Status is
+                // all the plugin reads
   THREAD_MODEL,
   DUMP_PLUGIN,
   LIST_EXPORTS,
   DEFAULT_EXPORT,
   OPEN,
+  LANE_STATUS,  // pwrite, flush, trim, zero, cache: a LaneReply's Status (and Host calls)
   GET_SIZE,
   BLOCK_SIZE,
   EXPORT_DESCRIPTION,
@@ -34,6 +38,8 @@ enum class Kind : uint8_t {
 };
 
 constexpr size_t HEADER_BYTES = 5;
+
+constexpr bool isLaneReply(Kind kind) { return kind >= Kind::LANE_STATUS; }
 
 inline std::string inputHeader(Kind kind, uint32_t parameter) {
   std::string header(HEADER_BYTES, '\0');

@@ -49,7 +49,7 @@ void failed(rpc::Status::Builder status) {
 }
 
 void writeAll() {
-  using rpc::Handle;
+  using rpc::LaneReply;
   using rpc::Worker;
   seed<Worker::LoadResults>("load", Kind::LOAD, 0, [](auto r) {
     r.initStatus();
@@ -58,8 +58,8 @@ void writeAll() {
     info.setPythonVersion("3.11.2");
     info.setPep384AbiVersion(3);
   });
-  seed<Handle::FlushResults>("status-ok", Kind::STATUS_ONLY, 0, [](auto r) { r.initStatus(); });
-  seed<Handle::FlushResults>("status-failed", Kind::STATUS_ONLY, 0,
+  seed<Worker::ConfigResults>("status-ok", Kind::STATUS_ONLY, 0, [](auto r) { r.initStatus(); });
+  seed<Worker::ConfigResults>("status-failed", Kind::STATUS_ONLY, 0,
                              [](auto r) { failed(r.initStatus()); });
   seed<Worker::ThreadModelResults>("thread-model", Kind::THREAD_MODEL, 0, [](auto r) {
     r.initStatus();
@@ -92,49 +92,59 @@ void writeAll() {
   });
   seed<Worker::OpenResults>("open-failed", Kind::OPEN, 0,
                             [](auto r) { failed(r.initStatus()); });
-  seed<Handle::GetSizeResults>("get-size", Kind::GET_SIZE, 0, [](auto r) {
+  seed<LaneReply>("lane-status-ok", Kind::LANE_STATUS, 0, [](auto r) { r.initStatus(); });
+  seed<LaneReply>("lane-status-host-calls", Kind::LANE_STATUS, 0, [](auto r) {
+    r.initStatus();
+    auto calls = r.initHostCalls(3);
+    calls[0].setDebug("a debug line");
+    calls[1].setError("an error line");
+    calls[2].setShutdown();
+  });
+  seed<LaneReply>("lane-status-failed", Kind::LANE_STATUS, 0,
+                  [](auto r) { failed(r.initStatus()); });
+  seed<LaneReply>("get-size", Kind::GET_SIZE, 0, [](auto r) {
     r.initStatus();
     r.setSize(int64_t{1} << 40);
   });
-  seed<Handle::BlockSizeResults>("block-size", Kind::BLOCK_SIZE, 0, [](auto r) {
+  seed<LaneReply>("block-size", Kind::BLOCK_SIZE, 0, [](auto r) {
     r.initStatus();
     r.setMinimum(512);
     r.setPreferred(4096);
     r.setMaximum(0xffffffff);
   });
-  seed<Handle::ExportDescriptionResults>("export-description", Kind::EXPORT_DESCRIPTION, 0,
+  seed<LaneReply>("export-description", Kind::EXPORT_DESCRIPTION, 0,
                                          [](auto r) {
                                            r.initStatus();
                                            r.setDescription("a description");
                                            r.setHasDescription(true);
                                          });
-  seed<Handle::QueryResults>("query-boolean", Kind::QUERY, 0, [](auto r) {
+  seed<LaneReply>("query-boolean", Kind::QUERY, 0, [](auto r) {
     r.initStatus();
     r.setValue(1);
   });
-  seed<Handle::QueryResults>("query-fua", Kind::QUERY, 1, [](auto r) {
+  seed<LaneReply>("query-fua", Kind::QUERY, 1, [](auto r) {
     r.initStatus();
     r.setValue(2);
   });
-  seed<Handle::PreadResults>("pread", Kind::PREAD, 15, [](auto r) {  // count 16
+  seed<LaneReply>("pread", Kind::PREAD, 15, [](auto r) {  // count 16
     r.initStatus();
     r.setData(kj::StringPtr("0123456789abcdef").asBytes());
   });
-  seed<Handle::PreadResults>("pread-short", Kind::PREAD, 16, [](auto r) {  // count 17
+  seed<LaneReply>("pread-short", Kind::PREAD, 16, [](auto r) {  // count 17
     r.initStatus();
     r.setData(kj::StringPtr("0123456789abcdef").asBytes());
   });
-  seed<Handle::PreadResults>("pread-failed", Kind::PREAD, 511,
+  seed<LaneReply>("pread-failed", Kind::PREAD, 511,
                              [](auto r) { failed(r.initStatus()); });
-  seed<Handle::PreadResults>("pread-shared", Kind::PREAD_SHARED, 0, [](auto r) { r.initStatus(); });
-  seed<Handle::ExtentsResults>("extents", Kind::EXTENTS, 8192, [](auto r) {
+  seed<LaneReply>("pread-shared", Kind::PREAD_SHARED, 0, [](auto r) { r.initStatus(); });
+  seed<LaneReply>("extents", Kind::EXTENTS, 8192, [](auto r) {
     r.initStatus();
     auto list = r.initExtents(3);
     list[0].setOffset(0), list[0].setLength(4096), list[0].setType(0);
     list[1].setOffset(4096), list[1].setLength(2048), list[1].setType(1);
     list[2].setOffset(6144), list[2].setLength(2048), list[2].setType(3);
   });
-  seed<Handle::ExtentsResults>("extents-gap", Kind::EXTENTS, 8192, [](auto r) {
+  seed<LaneReply>("extents-gap", Kind::EXTENTS, 8192, [](auto r) {
     r.initStatus();
     auto list = r.initExtents(2);
     list[0].setOffset(0), list[0].setLength(4096);

@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <memory>
@@ -66,8 +68,6 @@ private:
 PythonRuntime::PythonRuntime() {
   registerNbdkitModule();
   Py_InitializeEx(0);
-  // As worker/main.c++: threading first imported on the main thread.
-  if (PyRun_SimpleString("import threading\n") != 0) abort();
   PyEval_SaveThread();
 }
 
@@ -94,9 +94,9 @@ WorkerFixture::WorkerFixture()
       worker_(nullptr),
       exposed_(nullptr) {
   setNbdkitModuleHost(&host_);
-  auto server = kj::heap<WorkerServer>(Services{script_, executor_, host_, closes_,
-                                                SharedData{sharedMemory_.data(),
-                                                           sharedMemory_.size()}});
+  SharedData shared{sharedMemory_.data(), sharedMemory_.size()};
+  auto server = kj::heap<WorkerServer>(Services{script_, executor_, host_, closes_, handles_,
+                                                shared});
   WorkerServer& real = *server;
   worker_ = kj::mv(server);
   exposed_ = capnp::Capability::Client(kj::heap<ProcessCallsGate>(real)).castAs<rpc::Worker>();
@@ -109,6 +109,45 @@ WorkerFixture::WorkerFixture()
     fprintf(stderr, "worker fixture: %s\n", loaded.getStatus().getMessage().cStr());
     abort();
   }
+
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds));
+  laneOffers_ = kj::AutoCloseFd(fds[0]);
+  lanes_.emplace(kj::AutoCloseFd(fds[1]), script_, host_, handles_, shared);
+  auto open = worker_.openRequest();
+  auto context = open.initContext();
+  context.setExportName(kj::StringPtr("lanes").asBytes());
+  context.setHasExportName(true);
+  auto opened = open.send().wait(io_.waitScope);
+  if (opened.getStatus().getErrno() != 0) {
+    fprintf(stderr, "worker fixture: open: %s\n", opened.getStatus().getMessage().cStr());
+    abort();
+  }
+  openHandle_ = opened.getHandle();
+  openHandleId_ = opened.getHandleId();
+}
+
+kj::AutoCloseFd WorkerFixture::newLane() {
+  // As the plugin's LanePool does.
+  int fds[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+  kj::AutoCloseFd ours(fds[0]), theirs(fds[1]);
+  char byte = 'L';
+  iovec data = {&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &data;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof(control);
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = theirs.get();
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  KJ_SYSCALL(sendmsg(laneOffers_.get(), &m, MSG_NOSIGNAL));
+  return ours;
 }
 
 void WorkerFixture::settle() {

@@ -1,8 +1,9 @@
 #pragma once
-// The worker's RPC servers in one process, for worker-requests-fuzz and its seed generator: an
-// embedded interpreter running fuzz/worker-fixture.py, the real WorkerServer (and the
-// HandleServers it opens), served to one two-party connection at a time with the worker's
-// reader limits. Built once per process (interpreter start-up is the slow part).
+// The worker's servers in one process, for worker-requests-fuzz, worker-lanes-fuzz and their
+// seed generators: an embedded interpreter running fuzz/worker-fixture.py, the real
+// WorkerServer (and the HandleServers it opens), served to one two-party connection at a time
+// with the worker's reader limits, and the real LaneServer, with one handle kept open for
+// lanes to name. Built once per process (interpreter start-up is the slow part).
 
 #include <kj/async-io.h>
 
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "host-link.h"
+#include "lane-server.h"
+#include "open-handle.h"
 #include "python-executor.h"
 #include "script.h"
 #include "services.h"
@@ -51,6 +54,11 @@ public:
 
   kj::AsyncIoContext& io() { return io_; }
 
+  kj::AutoCloseFd newLane();
+  // The plugin's end of a new lane, the other end handed to the LaneServer (its own thread).
+  uint64_t openHandleId() const { return openHandleId_; }
+  // A handle the fixture opened and keeps open, for lane calls to name.
+
 private:
 
   class CloseErrors final: public kj::TaskSet::ErrorHandler {
@@ -66,8 +74,13 @@ private:
   CloseErrors closeErrors_;
   kj::TaskSet closes_;
   std::vector<uint8_t> sharedMemory_;
+  HandleTable handles_;
+  kj::AutoCloseFd laneOffers_;  // the plugin's end of the LaneServer's --lane-fd
+  kj::Maybe<LaneServer> lanes_;
   rpc::Worker::Client worker_;   // the real bootstrap: the fixture loads the script with it
   rpc::Worker::Client exposed_;  // what a connection gets (see ProcessCallsGate)
+  kj::Maybe<rpc::Handle::Client> openHandle_;
+  uint64_t openHandleId_ = 0;
 };
 
 }  // namespace pyworker::fuzz

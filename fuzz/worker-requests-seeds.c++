@@ -78,15 +78,6 @@ rpc::Handle::Client open(rpc::Worker::Client& worker, kj::WaitScope& waitScope,
   return request.send().wait(waitScope).getHandle();
 }
 
-template <typename Request>
-void range(Request request, uint32_t count, uint64_t offset, uint32_t flags,
-           kj::WaitScope& waitScope) {
-  request.setCount(count);
-  request.setOffset(offset);
-  request.setFlags(flags);
-  request.send().wait(waitScope);
-}
-
 void writeAll() {
   record("process-wide", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
     auto config = worker.configRequest();
@@ -115,66 +106,13 @@ void writeAll() {
     setContext(refused.initContext(), "refuse");
     refused.send().wait(ws);
   });
-  record("handle-queries", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
-    auto handle = open(worker, ws, "queries");
-    handle.getSizeRequest().send().wait(ws);
-    handle.blockSizeRequest().send().wait(ws);
-    handle.exportDescriptionRequest().send().wait(ws);
-    for (uint16_t q = 0; q <= static_cast<uint16_t>(rpc::Query::CAN_MULTI_CONN); ++q) {
-      auto request = handle.queryRequest();
-      request.setQuery(static_cast<rpc::Query>(q));
-      request.send().wait(ws);
-    }
-  });
-  record("handle-data", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
-    auto handle = open(worker, ws, "data");
-    auto write = handle.pwriteRequest();
-    write.setData(kj::StringPtr("hello, fuzzer").asBytes());
-    write.setOffset(100);
-    write.setFlags(2);  // FUA
-    write.send().wait(ws);
-    range(handle.preadRequest(), 16, 98, 0, ws);
-    range(handle.preadRequest(), 512, 4096, 0, ws);  // fails
-    range(handle.preadRequest(), 512, 8192, 0, ws);  // asks for a disconnect
-    auto flush = handle.flushRequest();
-    flush.send().wait(ws);
-    range(handle.trimRequest(), 4096, 0, 2, ws);
-    range(handle.zeroRequest(), 4096, 0, 1, ws);
-    range(handle.zeroRequest(), 4096, 0, 0, ws);  // falls back to writing zeroes
-    range(handle.cacheRequest(), 4096, 0, 0, ws);
-    range(handle.extentsRequest(), 8192, 0, 4, ws);
-    range(handle.extentsRequest(), 8192, 4096, 0, ws);  // fails
-  });
-  record("handle-shared-memory", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
-    auto handle = open(worker, ws, "shared");
-    auto write = handle.pwriteRequest();
-    auto writeRange = write.initShared();
-    writeRange.setOffset(65536);
-    writeRange.setLength(65536);
-    write.setOffset(0);
-    write.send().wait(ws);
-    auto read = handle.preadRequest();
-    read.setCount(65536);
-    read.setOffset(0);
-    auto readRange = read.initShared();
-    readRange.setOffset(0);
-    readRange.setLength(65536);
-    read.send().wait(ws);
-  });
   record("pipelined", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
-    // As fast as a client can: calls on the handle before open has answered, then a close
-    // with calls still in flight.
+    // As fast as a client can: the handle released before open has answered.
     auto request = worker.openRequest();
     setContext(request.initContext(), "close-raises");
     auto opened = request.send();
     auto handle = opened.getHandle();
-    auto size = handle.getSizeRequest().send();
-    auto read = handle.preadRequest();
-    read.setCount(4096);
-    auto data = read.send();
     handle = nullptr;
-    size.wait(ws);
-    data.wait(ws);
     opened.wait(ws);
   });
   record("cleanup", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {

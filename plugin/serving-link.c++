@@ -4,6 +4,7 @@
 #include "host-server.h"
 #include "output-pump.h"
 #include "reply-checks.h"
+#include "rpc-limits.h"
 
 #include <capnp/serialize.h>
 
@@ -26,11 +27,6 @@ constexpr auto REPLY_SPIN = std::chrono::microseconds(50);
 constexpr auto LANE_CLOSED_DEATH_WAIT = 200 * kj::MILLISECONDS;
 // How long a lane's end may come before its worker's exit and still count as that death.
 
-capnp::ReaderOptions replyOptions() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = LaneStream::MAX_MESSAGE_WORDS;
-  return options;
-}
 
 }  // namespace
 
@@ -162,7 +158,7 @@ void ServingLink::runLaneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
     }
     auto words = lane->stream.read(deadline, REPLY_SPIN);
     try {
-      capnp::FlatArrayMessageReader message(words, replyOptions());
+      capnp::FlatArrayMessageReader message(words, rpcReaderOptions());
       auto reply = message.getRoot<rpc::LaneReply>();
       for (auto call : reply.getHostCalls()) replayHostCall(call, process_.identity());
       read(reply);

@@ -12,6 +12,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include "rpc-limits.h"
+
 namespace pyworker {
 
 class LaneError : public std::runtime_error {
@@ -27,9 +29,9 @@ public:
 
 class LaneStream {
 public:
-  static constexpr size_t MAX_MESSAGE_WORDS = 8 * 1024 * 1024 + 64 * 1024;
+  static constexpr size_t MAX_MESSAGE_WORDS = TRAVERSAL_LIMIT_WORDS;
   // A 64 MiB payload (nbdkit's largest request) inline plus the message around it: only when
-  // the shared data memory is full. The same bound as the RPC connection's traversal limit.
+  // the shared data memory is full. Read with rpcReaderOptions(), as the RPC connections.
 
   explicit LaneStream(kj::AutoCloseFd socket);
   KJ_DISALLOW_COPY(LaneStream);

@@ -6,6 +6,7 @@
 #include "pyworker.capnp.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/serialize.h>
 #include <kj/async-io.h>
 
 #include <gtest/gtest.h>
@@ -98,6 +99,27 @@ TEST(RpcLimits, TheDeepestMessagesPass) {
 TEST(RpcLimits, OneLevelLessBreaksListExports) {
   // The names in list_exports' reply are the deepest fields there are.
   EXPECT_THROW(exchange(rpcReaderOptions(), withNesting(NESTING_LIMIT - 1)), kj::Exception);
+}
+
+TEST(RpcLimits, LaneMessagesFitWellWithin) {
+  // Lanes read with the same limits (lane-stream.h). Their deepest fields: a Host call's text
+  // in a reply (LaneReply -> hostCalls -> HostCall -> debug) and the shared range of a call.
+  capnp::MallocMessageBuilder replyMessage;
+  auto reply = replyMessage.initRoot<rpc::LaneReply>();
+  reply.initStatus().setMessage("status text");
+  reply.initHostCalls(1)[0].setDebug("a debug line");
+  reply.initExtents(1)[0].setLength(4096);
+  auto replyWords = capnp::messageToFlatArray(replyMessage);
+  capnp::FlatArrayMessageReader replyReader(replyWords, withNesting(NESTING_LIMIT - 2));
+  EXPECT_EQ(replyReader.getRoot<rpc::LaneReply>().getHostCalls()[0].getDebug(), "a debug line");
+
+  capnp::MallocMessageBuilder callMessage;
+  auto call = callMessage.initRoot<rpc::LaneCall>();
+  call.initShared().setLength(65536);
+  call.setData(kj::StringPtr("payload").asBytes());
+  auto callWords = capnp::messageToFlatArray(callMessage);
+  capnp::FlatArrayMessageReader callReader(callWords, withNesting(NESTING_LIMIT - 2));
+  EXPECT_EQ(callReader.getRoot<rpc::LaneCall>().getShared().getLength(), 65536u);
 }
 
 }  // namespace

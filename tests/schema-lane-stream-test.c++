@@ -43,12 +43,6 @@ kj::Array<capnp::word> replyWithData(size_t bytes) {
   return capnp::messageToFlatArray(message);
 }
 
-capnp::ReaderOptions generous() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = LaneStream::MAX_MESSAGE_WORDS;
-  return options;
-}
-
 const auto NO_SPIN = std::chrono::microseconds(0);
 const auto NO_DEADLINE = std::nullopt;
 
@@ -84,7 +78,7 @@ TEST(LaneStream, ReadsAMessageThatComesInPieces) {
   auto read = pair.ours.read(NO_DEADLINE, std::chrono::microseconds(50));
   writer.join();
   ASSERT_EQ(read.size(), words.size());
-  capnp::FlatArrayMessageReader reader(read, generous());
+  capnp::FlatArrayMessageReader reader(read, rpcReaderOptions());
   EXPECT_EQ(reader.getRoot<rpc::LaneReply>().getData().size(), 100000u);
 }
 
@@ -96,7 +90,7 @@ TEST(LaneStream, ReadsAMessageLargerThanItsBuffer) {
   });
   auto read = pair.ours.read(NO_DEADLINE, NO_SPIN);
   writer.join();
-  capnp::FlatArrayMessageReader reader(read, generous());
+  capnp::FlatArrayMessageReader reader(read, rpcReaderOptions());
   auto data = reader.getRoot<rpc::LaneReply>().getData();
   ASSERT_EQ(data.size(), 3u * 1024 * 1024);
   EXPECT_EQ(data[12345], static_cast<kj::byte>(12345 * 7));

@@ -3,6 +3,7 @@
 #include "host-link.h"
 #include "lane-stream.h"
 #include "python-ref.h"
+#include "rpc-limits.h"
 
 #include <capnp/serialize.h>
 #include <kj/debug.h>
@@ -27,11 +28,6 @@ constexpr size_t SCRATCH_WORDS = 8 * 1024 + 256;
 // A reply's first segment, reused: room for an inline pread payload (below the plugin's
 // shared-memory threshold, 32 KiB) and the rest of the reply.
 
-capnp::ReaderOptions callOptions() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = LaneStream::MAX_MESSAGE_WORDS;
-  return options;
-}
 
 kj::Maybe<kj::AutoCloseFd> receiveLane(int offers) {
   // One 'L' byte with one socket attached (SCM_RIGHTS). Nothing (end of file) when the plugin
@@ -130,7 +126,7 @@ void LaneServer::answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch) {
   auto words = lane.read(std::nullopt, SPIN);
   busy_++;
   KJ_DEFER(busy_--);
-  capnp::FlatArrayMessageReader request(words, callOptions());
+  capnp::FlatArrayMessageReader request(words, rpcReaderOptions());
   auto call = request.getRoot<rpc::LaneCall>();
   capnp::MallocMessageBuilder message(scratch);
   auto reply = message.initRoot<rpc::LaneReply>();
