@@ -48,13 +48,17 @@ WORKER_EXIT_TIMEOUT = 6  # the brief: "poll up to ~5 s", plus slack for a loaded
 # Clients such as nbdsh run `python3` from PATH: make it Debian's, which has the nbd module.
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin:" + os.environ.get("PATH", "")
 
-# A sanitized build (tests/meson.build sets PYWORKER_NBDKIT_PRELOAD then).
+# A sanitized build (tests/meson.build sets these): "address,undefined" or "" when not.
+SANITIZE = os.environ.get("PYWORKER_SANITIZE", "")
+ASAN = "address" in SANITIZE.split(",")
 if os.environ.get("PYWORKER_NBDKIT_PRELOAD"):
     # Every nbdkit found through PATH is then tests/sanitizer/nbdkit, which preloads the
     # sanitizer runtime into nbdkit alone (clients must run without it); this process's PATH
     # too, for the nbdkit that libnbd's connect_command starts.
     PATH = os.path.join(HERE, "sanitizer") + ":" + PATH
     os.environ["PATH"] = PATH
+NO_RLIMIT_AS = "memory= (RLIMIT_AS) cannot work under AddressSanitizer: its shadow memory " \
+               "alone takes terabytes of address space"
 
 REQUIRED_TOOLS = ["nbdkit", "nbdinfo", "nbdcopy", "nbdsh", "qemu-img"]
 
