@@ -57,6 +57,9 @@ if os.environ.get("PYWORKER_NBDKIT_PRELOAD"):
     # too, for the nbdkit that libnbd's connect_command starts.
     PATH = os.path.join(HERE, "sanitizer") + ":" + PATH
     os.environ["PATH"] = PATH
+# Where tools/test --sanitize has the sanitizers write their reports; each test fails on any
+# report that appeared while it ran (tools/test fails the run on any report at all).
+SANITIZER_REPORTS = os.environ.get("PYWORKER_SANITIZER_REPORTS")
 NO_RLIMIT_AS = "memory= (RLIMIT_AS) cannot work under AddressSanitizer: its shadow memory " \
                "alone takes terabytes of address space"
 
@@ -146,6 +149,18 @@ def child_pids(parent, include_zombies=False):
     return found
 
 
+def sanitizer_reports():
+    """Paths of the sanitizer reports written so far in a sanitized run ([] otherwise)."""
+    if not SANITIZER_REPORTS:
+        return []
+    return [os.path.join(SANITIZER_REPORTS, name) for name in os.listdir(SANITIZER_REPORTS)]
+
+
+def read_head(path, limit=8192):
+    with open(path, errors="replace") as f:
+        return f.read(limit)
+
+
 def wait_until(predicate, timeout, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -233,6 +248,7 @@ class NbdkitTestCase(unittest.TestCase):
         self.handles = []
         self.servers = []
         self.extra_pids = []  # daemons etc., killed in teardown
+        self.reports_before = sanitizer_reports()
         self.addCleanup(self._teardown)
 
     def close_handles(self):
@@ -271,6 +287,9 @@ class NbdkitTestCase(unittest.TestCase):
                 pass
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.assertEqual(left, [], "worker processes left after nbdkit exited")
+        new_reports = sorted(set(sanitizer_reports()) - set(self.reports_before))
+        self.assertEqual(new_reports, [], "sanitizer reports:\n" + "".join(
+            "=== %s\n%s" % (path, read_head(path)) for path in new_reports))
 
     # --- helpers -----------------------------------------------------------------------------
 
