@@ -7,11 +7,11 @@
 # Without them, paths default to <source>/build/... so that a file can be run by hand:
 #   /usr/bin/python3 -m unittest -v tests/test_basic.py
 #
-# Every nbdkit a test starts has a watchdog (SIGKILL after NBDKIT_TIMEOUT seconds) and dies with
-# the test process (PR_SET_PDEATHSIG); teardown stops it and then asserts that no worker spawned
-# for this test is still alive. Workers are told apart by a token unique to the test: it is in
-# the file name of the test's copy of its script (the worker's LABEL argument) and in the
-# environment (PYWORKER_TEST_TOKEN) nbdkit and so the worker inherit.
+# Every nbdkit a test starts has a watchdog (SIGKILL after NBDKIT_TIMEOUT seconds unless the test
+# asks for longer) and dies with the test process (PR_SET_PDEATHSIG); teardown stops it and then
+# asserts that no worker spawned for this test is still alive. Workers are told apart by a token
+# unique to the test: it is in the file name of the test's copy of its script (the worker's LABEL
+# argument) and in the environment (PYWORKER_TEST_TOKEN) nbdkit and so the worker inherit.
 
 import ctypes
 import errno
@@ -175,7 +175,7 @@ def wait_until(predicate, timeout, interval=0.05):
 class Nbdkit:
     """One nbdkit process started by a test."""
 
-    def __init__(self, test, argv, env, sock, stderr_path, popen):
+    def __init__(self, test, argv, env, sock, stderr_path, popen, lifetime=NBDKIT_TIMEOUT):
         self.test = test
         self.argv = argv
         self.env = env
@@ -183,7 +183,7 @@ class Nbdkit:
         self.stderr_path = stderr_path
         self.proc = popen
         self.pid = popen.pid
-        self.watchdog = threading.Timer(NBDKIT_TIMEOUT, self._expire)
+        self.watchdog = threading.Timer(lifetime, self._expire)
         self.watchdog.daemon = True
         self.watchdog.start()
         self.expired = False
@@ -339,13 +339,15 @@ class NbdkitTestCase(unittest.TestCase):
                                     env=env or self.env(), preexec_fn=_die_with_parent)
         return proc, stderr_path
 
-    def start(self, script, *params, plugin=PYWORKER, args=(), env=None, wait=True):
-        """nbdkit -f -U SOCK [args] PLUGIN script=SCRIPT params...; waits for the socket."""
+    def start(self, script, *params, plugin=PYWORKER, args=(), env=None, wait=True,
+              lifetime=NBDKIT_TIMEOUT):
+        """nbdkit -f -U SOCK [args] PLUGIN script=SCRIPT params...; waits for the socket.
+        The watchdog kills it after `lifetime` seconds."""
         sock = os.path.join(self.tmp, "nbd-%d.sock" % len(self.servers))
         argv = (["nbdkit", "-f", "-U", sock] + list(args)
                 + self.plugin_args(plugin, script, params))
         proc, stderr_path = self.popen(argv, env=env)
-        server = Nbdkit(self, argv, env, sock, stderr_path, proc)
+        server = Nbdkit(self, argv, env, sock, stderr_path, proc, lifetime)
         server.script = script
         self.servers.append(server)
         if wait:
