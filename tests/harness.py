@@ -161,6 +161,23 @@ def read_head(path, limit=8192):
         return f.read(limit)
 
 
+def listening(path):
+    """True once a Unix socket bound at `path` accepts connections. Wait for this, not for the
+    file: nbdkit binds (the file appears) a moment before it listens, and a connection in
+    between is refused (ECONNREFUSED, seen on a loaded machine)."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)  # the header
+            for line in f:
+                fields = line.split(None, 7)  # Num RefCount Protocol Flags Type St Inode Path
+                if len(fields) == 8 and fields[7].rstrip("\n") == path:
+                    if int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON: it listens
+                        return True
+    except OSError:
+        pass
+    return False
+
+
 def wait_until(predicate, timeout, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -351,9 +368,8 @@ class NbdkitTestCase(unittest.TestCase):
         server.script = script
         self.servers.append(server)
         if wait:
-            wait_until(lambda: os.path.exists(sock) or proc.poll() is not None,
-                       STARTUP_TIMEOUT)
-            if not os.path.exists(sock):
+            wait_until(lambda: listening(sock) or proc.poll() is not None, STARTUP_TIMEOUT)
+            if not listening(sock):
                 server.stop()
                 self.fail("nbdkit did not start (exit %s): %s\nstderr:\n%s"
                           % (proc.returncode, " ".join(argv), server.stderr()))
