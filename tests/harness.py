@@ -7,11 +7,11 @@
 # Without them, paths default to <source>/build/... so that a file can be run by hand:
 #   /usr/bin/python3 -m unittest -v tests/test_basic.py
 #
-# Every nbdkit a test starts has a watchdog (SIGKILL after NBDKIT_TIMEOUT seconds) and dies with
-# the test process (PR_SET_PDEATHSIG); teardown stops it and then asserts that no worker spawned
-# for this test is still alive. Workers are told apart by a token unique to the test: it is in
-# the file name of the test's copy of its script (the worker's LABEL argument) and in the
-# environment (PYWORKER_TEST_TOKEN) nbdkit and so the worker inherit.
+# Every nbdkit a test starts has a watchdog (SIGKILL after NBDKIT_TIMEOUT seconds unless the test
+# asks for longer) and dies with the test process (PR_SET_PDEATHSIG); teardown stops it and then
+# asserts that no worker spawned for this test is still alive. Workers are told apart by a token
+# unique to the test: it is in the file name of the test's copy of its script (the worker's LABEL
+# argument) and in the environment (PYWORKER_TEST_TOKEN) nbdkit and so the worker inherit.
 
 import ctypes
 import errno
@@ -47,6 +47,21 @@ WORKER_EXIT_TIMEOUT = 6  # the brief: "poll up to ~5 s", plus slack for a loaded
 
 # Clients such as nbdsh run `python3` from PATH: make it Debian's, which has the nbd module.
 PATH = "/usr/bin:/bin:/usr/sbin:/sbin:" + os.environ.get("PATH", "")
+
+# A sanitized build (tests/meson.build sets these): "address,undefined" or "" when not.
+SANITIZE = os.environ.get("PYWORKER_SANITIZE", "")
+ASAN = "address" in SANITIZE.split(",")
+if os.environ.get("PYWORKER_NBDKIT_PRELOAD"):
+    # Every nbdkit found through PATH is then tests/sanitizer/nbdkit, which preloads the
+    # sanitizer runtime into nbdkit alone (clients must run without it); this process's PATH
+    # too, for the nbdkit that libnbd's connect_command starts.
+    PATH = os.path.join(HERE, "sanitizer") + ":" + PATH
+    os.environ["PATH"] = PATH
+# Where tools/test --sanitize has the sanitizers write their reports; each test fails on any
+# report that appeared while it ran (tools/test fails the run on any report at all).
+SANITIZER_REPORTS = os.environ.get("PYWORKER_SANITIZER_REPORTS")
+NO_RLIMIT_AS = "memory= (RLIMIT_AS) cannot work under AddressSanitizer: its shadow memory " \
+               "alone takes terabytes of address space"
 
 REQUIRED_TOOLS = ["nbdkit", "nbdinfo", "nbdcopy", "nbdsh", "qemu-img"]
 
@@ -134,6 +149,35 @@ def child_pids(parent, include_zombies=False):
     return found
 
 
+def sanitizer_reports():
+    """Paths of the sanitizer reports written so far in a sanitized run ([] otherwise)."""
+    if not SANITIZER_REPORTS:
+        return []
+    return [os.path.join(SANITIZER_REPORTS, name) for name in os.listdir(SANITIZER_REPORTS)]
+
+
+def read_head(path, limit=8192):
+    with open(path, errors="replace") as f:
+        return f.read(limit)
+
+
+def listening(path):
+    """True once a Unix socket bound at `path` accepts connections. Wait for this, not for the
+    file: nbdkit binds (the file appears) a moment before it listens, and a connection in
+    between is refused (ECONNREFUSED, seen on a loaded machine)."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)  # the header
+            for line in f:
+                fields = line.split(None, 7)  # Num RefCount Protocol Flags Type St Inode Path
+                if len(fields) == 8 and fields[7].rstrip("\n") == path:
+                    if int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON: it listens
+                        return True
+    except OSError:
+        pass
+    return False
+
+
 def wait_until(predicate, timeout, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -148,7 +192,7 @@ def wait_until(predicate, timeout, interval=0.05):
 class Nbdkit:
     """One nbdkit process started by a test."""
 
-    def __init__(self, test, argv, env, sock, stderr_path, popen):
+    def __init__(self, test, argv, env, sock, stderr_path, popen, lifetime=NBDKIT_TIMEOUT):
         self.test = test
         self.argv = argv
         self.env = env
@@ -156,7 +200,7 @@ class Nbdkit:
         self.stderr_path = stderr_path
         self.proc = popen
         self.pid = popen.pid
-        self.watchdog = threading.Timer(NBDKIT_TIMEOUT, self._expire)
+        self.watchdog = threading.Timer(lifetime, self._expire)
         self.watchdog.daemon = True
         self.watchdog.start()
         self.expired = False
@@ -232,6 +276,7 @@ class NbdkitTestCase(unittest.TestCase):
         self.handles = []
         self.servers = []
         self.extra_pids = []  # daemons etc., killed in teardown
+        self.reports_before = sanitizer_reports()
         self.addCleanup(self._teardown)
 
     def close_handles(self):
@@ -270,6 +315,9 @@ class NbdkitTestCase(unittest.TestCase):
                 pass
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.assertEqual(left, [], "worker processes left after nbdkit exited")
+        new_reports = sorted(set(sanitizer_reports()) - set(self.reports_before))
+        self.assertEqual(new_reports, [], "sanitizer reports:\n" + "".join(
+            "=== %s\n%s" % (path, read_head(path)) for path in new_reports))
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -319,19 +367,20 @@ class NbdkitTestCase(unittest.TestCase):
                                     env=env or self.env(), preexec_fn=_die_with_parent)
         return proc, stderr_path
 
-    def start(self, script, *params, plugin=PYWORKER, args=(), env=None, wait=True):
-        """nbdkit -f -U SOCK [args] PLUGIN script=SCRIPT params...; waits for the socket."""
+    def start(self, script, *params, plugin=PYWORKER, args=(), env=None, wait=True,
+              lifetime=NBDKIT_TIMEOUT):
+        """nbdkit -f -U SOCK [args] PLUGIN script=SCRIPT params...; waits for the socket.
+        The watchdog kills it after `lifetime` seconds."""
         sock = os.path.join(self.tmp, "nbd-%d.sock" % len(self.servers))
         argv = (["nbdkit", "-f", "-U", sock] + list(args)
                 + self.plugin_args(plugin, script, params))
         proc, stderr_path = self.popen(argv, env=env)
-        server = Nbdkit(self, argv, env, sock, stderr_path, proc)
+        server = Nbdkit(self, argv, env, sock, stderr_path, proc, lifetime)
         server.script = script
         self.servers.append(server)
         if wait:
-            wait_until(lambda: os.path.exists(sock) or proc.poll() is not None,
-                       STARTUP_TIMEOUT)
-            if not os.path.exists(sock):
+            wait_until(lambda: listening(sock) or proc.poll() is not None, STARTUP_TIMEOUT)
+            if not listening(sock):
                 server.stop()
                 self.fail("nbdkit did not start (exit %s): %s\nstderr:\n%s"
                           % (proc.returncode, " ".join(argv), server.stderr()))

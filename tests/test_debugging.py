@@ -224,7 +224,7 @@ class DaemonDebuggingTest(DebuggerTestCase):
                                     "release=" + release])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10), "no pidfile")
-        self.assertTrue(wait_until(lambda: os.path.exists(sock), 10), "no socket")
+        self.assertTrue(wait_until(lambda: harness.listening(sock), 10), "no socket")
         with open(pidfile) as f:
             pid = int(f.read())
         [worker] = self.assertWorkerRunning()

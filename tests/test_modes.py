@@ -137,7 +137,7 @@ class DaemonTest(NbdkitTestCase):
             r = subprocess.CompletedProcess(argv, proc.returncode, "", f.read())
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10), "no pidfile")
-        self.assertTrue(wait_until(lambda: os.path.exists(sock), 10), "no socket")
+        self.assertTrue(wait_until(lambda: harness.listening(sock), 10), "no socket")
         with open(pidfile) as f:
             pid = int(f.read())
         return pid, sock
@@ -215,7 +215,7 @@ class DaemonTest(NbdkitTestCase):
                             + "\n".join(holders) + "\noutput: " + output.decode())
         finally:
             os.close(r)
-        self.assertTrue(wait_until(lambda: os.path.exists(sock), 10))
+        self.assertTrue(wait_until(lambda: harness.listening(sock), 10))
         h = self.connect(sock)
         self.assertEqual(h.get_size(), MiB)
 
@@ -241,7 +241,7 @@ class DaemonTest(NbdkitTestCase):
             proc.kill()
         with open(errpath) as f:
             self.assertEqual(proc.returncode, 0, f.read())
-        self.assertTrue(wait_until(lambda: os.path.exists(sock), 10))
+        self.assertTrue(wait_until(lambda: harness.listening(sock), 10))
         self.assertEqual(self.connect(sock).pread(65536, 0), pattern(65536, 5))
 
 
@@ -335,7 +335,7 @@ class ExitWithParentTest(NbdkitTestCase):
         nbdkit_pid = int(parent.stdout.readline())
         parent.stdout.close()
         self.extra_pids.append(nbdkit_pid)
-        if not wait_until(lambda: os.path.exists(sock), 30):
+        if not wait_until(lambda: harness.listening(sock), 30):
             with open(err) as f:
                 self.fail("nbdkit did not start: " + f.read())
         h = harness.nbd.NBD()

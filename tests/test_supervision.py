@@ -142,6 +142,7 @@ class WorkerDeathTest(NbdkitTestCase):
         self.assertIn("SystemExit", server.stderr())
         self.assertEqual(served_by(h)[1], pid)
 
+    @unittest.skipIf(harness.ASAN, harness.NO_RLIMIT_AS)
     def test_memory_limit_is_a_memory_error_for_the_script(self):
         script = self.script("supervision-faults.py")
         server = self.start(script, "fault=memory", "memory=512M")
