@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "lane-offers.h"
 #include "nbdkit-module.h"
 #include "python-ref.h"
 #include "rpc-limits.h"
@@ -127,28 +128,7 @@ WorkerFixture::WorkerFixture()
   openHandleId_ = opened.getHandleId();
 }
 
-kj::AutoCloseFd WorkerFixture::newLane() {
-  // As the plugin's LanePool does.
-  int fds[2];
-  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-  kj::AutoCloseFd ours(fds[0]), theirs(fds[1]);
-  char byte = 'L';
-  iovec data = {&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &data;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof(control);
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = theirs.get();
-  memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  KJ_SYSCALL(sendmsg(laneOffers_.get(), &m, MSG_NOSIGNAL));
-  return ours;
-}
+kj::AutoCloseFd WorkerFixture::newLane() { return offerNewLane(laneOffers_.get()); }
 
 void WorkerFixture::settle() {
   // The kj loop keeps running meanwhile: a callback calling nbdkit.debug() waits for it.

@@ -52,7 +52,7 @@ public:
   // the worker can take no lane (it is gone).
 
 private:
-  std::unique_ptr<Lane> offerNewLane();
+  std::unique_ptr<Lane> newLane();
 
   int offers_;
   std::mutex mutex_;

@@ -51,6 +51,7 @@
 #include <thread>
 #include <vector>
 
+#include "lane-offers.h"
 #include "pyworker.capnp.h"
 
 extern char** environ;
@@ -289,40 +290,6 @@ void workerToPlugin(Relay& relay, int from, int to) {
 
 // --- lanes ---
 
-bool sendLane(int offers, int lane) {
-  char byte = 'L';
-  iovec data = {&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &data;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof(control);
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &lane, sizeof(int));
-  return sendmsg(offers, &m, MSG_NOSIGNAL) == 1;
-}
-
-int receiveLane(int offers) {
-  char byte;
-  iovec data = {&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr m{};
-  m.msg_iov = &data;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof(control);
-  if (recvmsg(offers, &m, MSG_CMSG_CLOEXEC) <= 0) return -1;
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -2;
-  int fd;
-  memcpy(&fd, CMSG_DATA(c), sizeof(int));
-  return fd;
-}
-
 bool writeWords(int fd, const kj::Array<capnp::word>& words) {
   return writeFully(fd, words.begin(), words.size() * 8);
 }
@@ -400,14 +367,14 @@ void relayLane(int plugin, int worker) {
 
 void relayLaneOffers(int fromPlugin, int toWorker) {
   for (;;) {
-    int lane = receiveLane(fromPlugin);
-    if (lane == -1) break;
-    if (lane < 0) continue;
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
-    if (!sendLane(toWorker, pair[1])) die("sendmsg(lane)");
-    close(pair[1]);
-    std::thread([lane, ours = pair[0]] { relayLane(lane, ours); }).detach();
+    KJ_IF_MAYBE(lane, pyworker::takeOfferedLane(fromPlugin)) {
+      kj::AutoCloseFd ours = pyworker::offerNewLane(toWorker);
+      std::thread([plugin = lane->release(), worker = ours.release()] {
+        relayLane(plugin, worker);
+      }).detach();
+    } else {
+      break;
+    }
   }
   close(toWorker);
 }

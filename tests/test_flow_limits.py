@@ -59,6 +59,11 @@ class FlowLimitTest(NbdkitTestCase):
 
     def assertBounded(self, sampler, server):
         samples = sampler.finish()
+        if harness.ASAN:
+            # AddressSanitizer's quarantine keeps freed memory for a while: RSS says nothing
+            # about what nbdkit holds then (the normal run checks it). The rest of each test
+            # (served, cut off, timed out) still runs.
+            return samples
         growth = max(samples) - samples[0]
         self.assertLess(growth, RSS_GROWTH_LIMIT_MB,
                         "nbdkit grew from %.0f to %.0f MB (samples: %s)\n%s"
@@ -132,14 +137,20 @@ class FlowLimitTest(NbdkitTestCase):
             return False
 
     def test_runaway_worker_that_stops_reading(self):
-        # Its calls wait in its own socket: nbdkit stops reading from it. timeout= then kills it
-        # for the request it left unanswered, and the next connection gets a new worker.
+        # Its calls wait in its own socket: nbdkit stops reading from it, and its memory stays
+        # where it was. The connection it was opening is served all the same (its callbacks
+        # travel on lanes, which the flood does not touch); the next RPC call it owes an
+        # answer (the next connection's open) gets none: timeout= kills it, and the connection
+        # after that gets a new worker.
         server = self.start_evil("host-flood-unread", "timeout=3")
         sampler = Sampler(server.pid)
         thread, outcome = self.connect_in_background(server)
         thread.join(30)
         self.assertFalse(thread.is_alive(), "the first connection never ended")
-        self.assertIsInstance(outcome[0], harness.nbd.Error)
+        self.assertIsInstance(outcome[0], bytes, server.stderr()[-2000:])
+        self.assertTrue(outcome[0].startswith(b"pid="), outcome[0])
+        with self.assertRaises(harness.nbd.Error):
+            server.connect()
         self.assertBounded(sampler, server)
         self.assertIn("no reply within timeout=3 seconds", server.stderr())
         self.assertServesAgain(server)

@@ -3,6 +3,7 @@
 // tests/scripts/worker-rpc.py as the script.
 
 #include "host-link.h"
+#include "lane-offers.h"
 #include "lane-server.h"
 #include "lane-stream.h"
 #include "nbdkit-module.h"
@@ -102,29 +103,6 @@ struct World {
   }
 };
 
-kj::AutoCloseFd offerLane(int offers) {
-  // What the plugin's LanePool does: a socketpair, one end handed over with SCM_RIGHTS.
-  int fds[2];
-  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-  kj::AutoCloseFd ours(fds[0]), theirs(fds[1]);
-  char byte = 'L';
-  iovec data = {&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &data;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof(control);
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  int fd = theirs.get();
-  memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  KJ_ASSERT(sendmsg(offers, &m, MSG_NOSIGNAL) == 1);
-  return ours;
-}
-
 class LaneReplyCopy {
   // A LaneReply read off a lane, kept after the lane is gone.
 public:
@@ -166,7 +144,7 @@ PendingLaneCall startLaneCall(kj::Function<void(rpc::LaneCall::Builder)> build) 
   auto job = std::make_shared<Job>(Job{kj::mv(build), kj::mv(paf.fulfiller)});
   std::thread thread([job, into]() {
     KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&]() {
-      LaneStream lane(offerLane(world->laneOffers.get()));
+      LaneStream lane(offerNewLane(world->laneOffers.get()));
       capnp::MallocMessageBuilder message;
       job->build(message.initRoot<rpc::LaneCall>());
       lane.write(message);

@@ -1,6 +1,7 @@
 #include "lane-server.h"
 
 #include "host-link.h"
+#include "lane-offers.h"
 #include "lane-stream.h"
 #include "python-ref.h"
 #include "rpc-limits.h"
@@ -11,8 +12,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <thread>
 
@@ -28,38 +27,6 @@ constexpr size_t SCRATCH_WORDS = 8 * 1024 + 256;
 // A reply's first segment, reused: room for an inline pread payload (below the plugin's
 // shared-memory threshold, 32 KiB) and the rest of the reply.
 
-
-kj::Maybe<kj::AutoCloseFd> receiveLane(int offers) {
-  // One 'L' byte with one socket attached (SCM_RIGHTS). Nothing (end of file) when the plugin
-  // is gone. Anything else is skipped.
-  for (;;) {
-    char byte = 0;
-    iovec data = {&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr m{};
-    m.msg_iov = &data;
-    m.msg_iovlen = 1;
-    m.msg_control = control;
-    m.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(offers, &m, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return nullptr;
-    int fd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-          c->cmsg_len == CMSG_LEN(sizeof(int))) {
-        memcpy(&fd, CMSG_DATA(c), sizeof(int));
-      }
-    }
-    if (fd < 0) continue;
-    kj::AutoCloseFd socket(fd);
-    struct stat st;
-    if (byte != 'L' || (m.msg_flags & MSG_CTRUNC) || fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-      continue;
-    }
-    return kj::mv(socket);
-  }
-}
 
 class PythonThread {
   // This thread's own Python thread state, for all its calls (each call's GilScope then only
@@ -91,7 +58,7 @@ bool LaneServer::waitUntilIdle(std::chrono::milliseconds limit) const {
 
 void LaneServer::takeLanes() {
   for (;;) {
-    KJ_IF_MAYBE(socket, receiveLane(offers_.get())) {
+    KJ_IF_MAYBE(socket, takeOfferedLane(offers_.get())) {
       std::thread([this, fd = socket->release()]() { serve(kj::AutoCloseFd(fd)); }).detach();
     } else {
       return;
