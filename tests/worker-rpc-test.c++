@@ -375,6 +375,18 @@ TEST_F(WorkerRpc, Errors) {
             SCRIPT + ": pread: error: pread kept a reference to its buffer after returning; "
                      "copy the data instead");
 
+  // Host calls beyond what a reply carries go to the Host, in order after the kept ones.
+  auto chatty = read(28672);
+  EXPECT_EQ(chatty.get().getStatus().getErrno(), 0);
+  ASSERT_EQ(chatty.get().getHostCalls().size(), 1u);
+  EXPECT_EQ(chatty.get().getHostCalls()[0].getDebug(), std::string(600 * 1024, 'a'));
+  auto wait = world->io.provider->getTimer().afterDelay(200 * kj::MILLISECONDS);
+  wait.wait(ws());  // the Host calls travel through the event loop
+  auto b = log().debugIndex(std::string(600 * 1024, 'b'));
+  auto c = log().debugIndex("c");
+  EXPECT_GE(b, 0);
+  EXPECT_GT(c, b);
+
   // zero with set_error(EOPNOTSUPP): nbdkit falls back to writing zeroes, no error message.
   auto zero = [&](uint32_t flags) {
     return laneCall([&](rpc::LaneCall::Builder call) {

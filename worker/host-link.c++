@@ -6,6 +6,10 @@ namespace {
 
 thread_local HostCallCapture* threadCapture = nullptr;
 
+bool captured(HostCall::Kind kind, const std::string& text = {}) {
+  return threadCapture != nullptr && threadCapture->keep(kind, text);
+}
+
 }  // namespace
 
 HostCallCapture::HostCallCapture() : saved_(threadCapture) { threadCapture = this; }
@@ -13,14 +17,14 @@ HostCallCapture::HostCallCapture() : saved_(threadCapture) { threadCapture = thi
 HostCallCapture::~HostCallCapture() { threadCapture = saved_; }
 
 bool HostCallCapture::keep(HostCall::Kind kind, const std::string& text) {
-  if (bytes_ + text.size() > MAX_BYTES) return false;
+  // Once one is sent, so are the rest: they must not overtake it.
+  if (full_ || bytes_ + text.size() > MAX_BYTES) {
+    full_ = true;
+    return false;
+  }
   bytes_ += text.size();
   calls_.push_back({kind, text});
   return true;
-}
-
-bool captured(HostCall::Kind kind, const std::string& text = {}) {
-  return threadCapture != nullptr && threadCapture->keep(kind, text);
 }
 
 HostLink::HostLink(const kj::Executor& loop)

@@ -30,7 +30,7 @@ class HostCallCapture {
   // a lane call hands them back with its reply, and the plugin makes them on the nbdkit
   // thread that made the call before the call returns (so a debug line precedes the request's
   // end, and nbdkit.shutdown() is seen before the connection reads its next request). Past
-  // MAX_BYTES of text they are sent as usual: a reply stays small.
+  // MAX_BYTES of text, that one and all later ones are sent as usual: a reply stays small.
 public:
   static constexpr size_t MAX_BYTES = 1024 * 1024;
 
@@ -47,6 +47,7 @@ public:
 private:
   std::vector<HostCall> calls_;
   size_t bytes_ = 0;
+  bool full_ = false;
   HostCallCapture* saved_;
 };
 

@@ -73,6 +73,12 @@ def pread(h, buf, offset, flags):
         nbdkit.debug("slow pread done")
     if offset == 20480:
         nbdkit.disconnect(True)
+    if offset == 28672:
+        # More than a lane reply carries (1 MiB): the second goes to the Host, and so does
+        # the small third one, after it.
+        nbdkit.debug("a" * (600 * 1024))
+        nbdkit.debug("b" * (600 * 1024))
+        nbdkit.debug("c")
     if offset == 24576:
         global kept
         kept = buf[0:16]  # would write into a finished reply later: refused
