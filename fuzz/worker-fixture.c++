@@ -96,8 +96,7 @@ WorkerFixture::WorkerFixture()
       exposed_(nullptr) {
   setNbdkitModuleHost(&host_);
   SharedData shared{sharedMemory_.data(), sharedMemory_.size()};
-  auto server = kj::heap<WorkerServer>(Services{script_, executor_, host_, closes_, handles_,
-                                                shared});
+  auto server = kj::heap<WorkerServer>(Services{script_, executor_, host_, closes_, handles_});
   WorkerServer& real = *server;
   worker_ = kj::mv(server);
   exposed_ = capnp::Capability::Client(kj::heap<ProcessCallsGate>(real)).castAs<rpc::Worker>();

@@ -1,23 +1,11 @@
 #include "lane-pool.h"
 
-#include <string.h>
-
 #include "lane-offers.h"
 
 namespace pyworker {
 
-namespace {
-
-constexpr size_t SCRATCH_WORDS = 8 * 1024 + 256;
-// Room for an inline pwrite payload (below the shared-memory threshold, 32 KiB) and the rest
-// of the call.
-
-}  // namespace
-
 LanePool::Lane::Lane(kj::AutoCloseFd socket)
-    : stream(kj::mv(socket)), scratch(kj::heapArray<capnp::word>(SCRATCH_WORDS)) {
-  memset(scratch.begin(), 0, scratch.asBytes().size());
-}
+    : stream(kj::mv(socket)), scratch(newMessageScratch()) {}
 
 LanePool::LanePool(int offers) : offers_(offers) {}
 

@@ -1,6 +1,6 @@
 #pragma once
 // The lanes to one worker (see "Lanes" in schema/pyworker.capnp): a lane is lent to one
-// nbdkit thread for one data call and then given back, so there are as many lanes as calls
+// nbdkit thread for one call and then given back, so there are as many lanes as calls
 // were ever in flight at once, each served by one worker thread. The most recently returned
 // lane is lent first: its worker thread is the likeliest to be awake.
 
@@ -25,9 +25,7 @@ public:
 
   struct Lane {
     LaneStream stream;
-    kj::Array<capnp::word> scratch;
-    // The first segment of each call message built for this lane, reused (zeroed again by
-    // capnp after each message).
+    kj::Array<capnp::word> scratch;  // newMessageScratch(): each call's first segment
     explicit Lane(kj::AutoCloseFd socket);
   };
 

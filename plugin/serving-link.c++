@@ -21,12 +21,11 @@ namespace {
 thread_local pid_t lastCallWorker = -1;
 
 constexpr auto REPLY_SPIN = std::chrono::microseconds(50);
-// How long an nbdkit thread polls for its data call's reply before it sleeps (lane-stream.c++
+// How long an nbdkit thread polls for its lane call's reply before it sleeps (lane-stream.c++
 // says why): a 4 KiB request's whole round trip fits in it.
 
 constexpr auto LANE_CLOSED_DEATH_WAIT = 200 * kj::MILLISECONDS;
 // How long a lane's end may come before its worker's exit and still count as that death.
-
 
 }  // namespace
 

@@ -1,7 +1,7 @@
 #pragma once
 // The link used once nbdkit serves (from after_fork on): one thread owns a kj event loop and
-// the RPC connection; nbdkit's connection threads hand it calls with executeSync(). The data
-// callbacks skip that thread: the calling nbdkit thread itself sends them on a lane.
+// the RPC connection; nbdkit's connection threads hand it calls with executeSync(). A
+// connection's own callbacks skip that thread: the calling nbdkit thread sends them on a lane.
 
 #include <kj/async-io.h>
 #include <kj/mutex.h>
@@ -41,7 +41,7 @@ public:
 
   void runLaneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
                    kj::FunctionParam<void(rpc::LaneReply::Reader)> read);
-  // One data call on a lane, on the calling thread: `build` fills the call, `read` copies out
+  // One of a connection's calls on a lane, on the calling thread: `build` fills the call, `read` copies out
   // what it needs from the reply (which lives only during `read`). Fails as run() does
   // (kj::Exception DISCONNECTED when the worker is gone, CallTimedOut past timeout=); a reply
   // that is not a well-formed LaneReply rejects the worker and throws BadReply.

@@ -10,9 +10,8 @@
 #include <sys/uio.h>
 
 #include <algorithm>
-#include <climits>
 #include <atomic>
-#include <vector>
+#include <climits>
 
 namespace pyworker {
 
@@ -20,6 +19,9 @@ namespace {
 
 constexpr size_t BUFFER_WORDS = 16 * 1024;
 // 128 KiB: any message but an inline payload that the shared data memory had no room for.
+
+constexpr size_t SCRATCH_WORDS = 8 * 1024 + 256;
+// 32 KiB of inline payload and the rest of the message.
 
 std::atomic<int> spinners{0};
 // Why spin at all: on a virtual machine, waking a thread whose CPU has gone idle costs tens
@@ -62,60 +64,60 @@ bool pollFor(int fd, short events, int milliseconds) {
 
 }  // namespace
 
+kj::Array<capnp::word> newMessageScratch() {
+  auto scratch = kj::heapArray<capnp::word>(SCRATCH_WORDS);
+  memset(scratch.begin(), 0, scratch.asBytes().size());
+  return scratch;
+}
+
 LaneStream::LaneStream(kj::AutoCloseFd socket)
     : socket_(kj::mv(socket)), buffer_(kj::heapArray<capnp::word>(BUFFER_WORDS)) {}
 
 void LaneStream::write(capnp::MessageBuilder& message) {
-  auto segments = message.getSegmentsForOutput();
-  // Cap'n Proto's stream framing: segment count - 1, each segment's size in words (all
-  // little-endian 32-bit), padded to a word; then the segments.
-  uint32_t table[2 + 2 * 8] = {};
-  std::vector<uint32_t> bigTable;
-  uint32_t* header = table;
-  size_t headerWords = segments.size() / 2 + 1;
-  if (headerWords * 2 > kj::size(table)) {
-    bigTable.assign(headerWords * 2, 0);
-    header = bigTable.data();
-  }
-  header[0] = static_cast<uint32_t>(segments.size() - 1);
-  for (size_t i = 0; i < segments.size(); ++i) {
-    header[i + 1] = static_cast<uint32_t>(segments[i].size());
-  }
-  iovec inline_[1 + 8];
-  std::vector<iovec> bigVector;
-  iovec* vector = inline_;
-  if (segments.size() + 1 > kj::size(inline_)) {
-    bigVector.resize(segments.size() + 1);
-    vector = bigVector.data();
-  }
-  vector[0] = {header, headerWords * sizeof(capnp::word)};
-  for (size_t i = 0; i < segments.size(); ++i) {
-    vector[i + 1] = {const_cast<capnp::word*>(segments[i].begin()),
-                     segments[i].size() * sizeof(capnp::word)};
-  }
-  size_t count = segments.size() + 1;
-  iovec* next = vector;
-  while (count > 0) {
-    msghdr m{};
-    m.msg_iov = next;
-    m.msg_iovlen = std::min<size_t>(count, IOV_MAX);
-    ssize_t n = sendmsg(socket_.get(), &m, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw LaneError(LaneError::CLOSED, "the other end of the lane is gone");
+  // capnp frames the message; the socket takes it with MSG_NOSIGNAL, so a gone peer is an
+  // error here and never a SIGPIPE for whichever process this is.
+  class Output final : public kj::OutputStream {
+  public:
+    explicit Output(int fd) : fd_(fd) {}
+    void write(const void* buffer, size_t size) override {
+      kj::ArrayPtr<const kj::byte> piece(static_cast<const kj::byte*>(buffer), size);
+      write(kj::arrayPtr(&piece, 1));
     }
-    // Skip what was sent; a partial write leaves the rest of one piece.
-    size_t sent = static_cast<size_t>(n);
-    while (count > 0 && sent >= next->iov_len) {
-      sent -= next->iov_len;
-      ++next;
-      --count;
+    void write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+      KJ_STACK_ARRAY(iovec, vector, pieces.size(), 16, 128);
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        vector[i] = {const_cast<kj::byte*>(pieces[i].begin()), pieces[i].size()};
+      }
+      iovec* next = vector.begin();
+      size_t count = vector.size();
+      while (count > 0) {
+        msghdr m{};
+        m.msg_iov = next;
+        m.msg_iovlen = std::min<size_t>(count, IOV_MAX);
+        ssize_t n = sendmsg(fd_, &m, MSG_NOSIGNAL);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          throw LaneError(LaneError::CLOSED, "the other end of the lane is gone");
+        }
+        // Skip what was sent; a partial write leaves the rest of one piece.
+        size_t sent = static_cast<size_t>(n);
+        while (count > 0 && sent >= next->iov_len) {
+          sent -= next->iov_len;
+          ++next;
+          --count;
+        }
+        if (count > 0) {
+          next->iov_base = static_cast<char*>(next->iov_base) + sent;
+          next->iov_len -= sent;
+        }
+      }
     }
-    if (count > 0) {
-      next->iov_base = static_cast<char*>(next->iov_base) + sent;
-      next->iov_len -= sent;
-    }
-  }
+
+  private:
+    int fd_;
+  };
+  Output output(socket_.get());
+  capnp::writeMessage(output, message);
 }
 
 bool LaneStream::waitReadable(std::optional<std::chrono::steady_clock::time_point> deadline,

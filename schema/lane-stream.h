@@ -27,6 +27,12 @@ public:
   Kind kind;
 };
 
+kj::Array<capnp::word> newMessageScratch();
+// Zeroed room for the first segment of the messages one side builds for a lane, reused for
+// every message (MallocMessageBuilder zeroes it again after each): a call or reply with an
+// inline payload below the shared-memory threshold (32 KiB) fits, so the hot path allocates
+// nothing.
+
 class LaneStream {
 public:
   static constexpr size_t MAX_MESSAGE_WORDS = TRAVERSAL_LIMIT_WORDS;

@@ -89,7 +89,7 @@ struct World {
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server = capnp::makeRpcServer(
       serverNetwork, rpc::Worker::Client(kj::heap<WorkerServer>(
-                         Services{script, executor, host, closes, handles, SharedData{}})));
+                         Services{script, executor, host, closes, handles})));
   capnp::TwoPartyClient client{*pipe.ends[1]};
   rpc::Worker::Client worker = client.bootstrap().castAs<rpc::Worker>();
   rpc::Host::Client hostCap = kj::heap<TestHost>(log);

@@ -9,9 +9,7 @@
 #include <capnp/serialize.h>
 #include <kj/debug.h>
 
-#include <errno.h>
 #include <stdio.h>
-#include <string.h>
 
 #include <thread>
 
@@ -22,11 +20,6 @@ namespace {
 constexpr auto SPIN = std::chrono::microseconds(50);
 // How long a lane thread that has just answered polls for the next call before it sleeps
 // (lane-stream.c++ says why). The next request of a client at queue depth 1 comes that soon.
-
-constexpr size_t SCRATCH_WORDS = 8 * 1024 + 256;
-// A reply's first segment, reused: room for an inline pread payload (below the plugin's
-// shared-memory threshold, 32 KiB) and the rest of the reply.
-
 
 class PythonThread {
   // This thread's own Python thread state, for all its calls (each call's GilScope then only
@@ -69,8 +62,7 @@ void LaneServer::takeLanes() {
 void LaneServer::serve(kj::AutoCloseFd socket) {
   PythonThread python;
   LaneStream lane(kj::mv(socket));
-  auto scratch = kj::heapArray<capnp::word>(SCRATCH_WORDS);
-  memset(scratch.begin(), 0, scratch.asBytes().size());
+  auto scratch = newMessageScratch();
   try {
     for (;;) answer(lane, scratch);
   } catch (const LaneError& e) {

@@ -6,16 +6,24 @@
 
 #include "handle-callbacks.h"
 #include "open-handle.h"
-#include "services.h"
 
 #include <kj/io.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 
 namespace pyworker {
 
 class LaneStream;
+
+struct SharedData {
+  // The data memory shared with the plugin (empty if the plugin gave none): request payloads
+  // that do not travel inside the lane messages.
+  uint8_t* base = nullptr;
+  size_t size = 0;
+};
 
 class LaneServer {
 public:

@@ -244,7 +244,7 @@ int run(const Arguments& arguments) {
     lanes.emplace(kj::AutoCloseFd(*arguments.laneFd), script, host, handles, data);
   }
   rpc::Worker::Client worker =
-      kj::heap<WorkerServer>(Services{script, executor, host, closes, handles, data});
+      kj::heap<WorkerServer>(Services{script, executor, host, closes, handles});
 
   Connection serving(*io.lowLevelProvider, arguments.serveFd, worker);
   std::optional<Connection> config;

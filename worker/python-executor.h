@@ -1,5 +1,6 @@
-// A growing pool of native threads that run Python jobs, so that callbacks of several
-// connections (or several requests under the PARALLEL thread model) really run at once.
+// A growing pool of native threads that run Python jobs, so that the RPC callbacks of several
+// connections (preconnect ... open, close) really run at once; the connections' other calls
+// run on lane threads (lane-server.h).
 // The event-loop thread runs only the config-phase callbacks itself (nothing else happens
 // then); the others it hands here and waits on a promise.
 #pragma once

@@ -5,9 +5,6 @@
 
 #include <kj/async.h>
 
-#include <cstddef>
-#include <cstdint>
-
 namespace pyworker {
 
 class HandleTable;
@@ -15,20 +12,12 @@ class HostLink;
 class PythonExecutor;
 class Script;
 
-struct SharedData {
-  // The data memory shared with the plugin (empty if the plugin gave none): request payloads
-  // that do not travel inside the RPC messages.
-  uint8_t* base = nullptr;
-  size_t size = 0;
-};
-
 struct Services {
   Script& script;
   PythonExecutor& executor;
   HostLink& host;
   kj::TaskSet& closes;
   HandleTable& handles;
-  SharedData data;
 };
 
 }  // namespace pyworker
