@@ -221,23 +221,12 @@ class Nbdkit:
             return f.read()
 
     def connect(self, export="", meta_contexts=()):
-        # nbdkit creates its socket file (which start() waits for) a moment before it listens
-        # on it: on a loaded machine a connection can be refused in between. Only that is
-        # retried, for a few seconds.
-        deadline = time.monotonic() + 5
-        while True:
-            h = nbd.NBD()
-            if export:
-                h.set_export_name(export)
-            for ctx in meta_contexts:
-                h.add_meta_context(ctx)
-            try:
-                h.connect_unix(self.sock)
-                break
-            except nbd.Error as e:
-                if errno_name(e) != "ECONNREFUSED" or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        h = nbd.NBD()
+        if export:
+            h.set_export_name(export)
+        for ctx in meta_contexts:
+            h.add_meta_context(ctx)
+        h.connect_unix(self.sock)
         self.test.handles.append(h)
         return h
 
