@@ -1,7 +1,7 @@
 // libFuzzer target: the plugin's handling of the worker's replies. The input is one reply (see
 // plugin-replies-input.h), read with the plugin's reader limits (a lane reply through the
 // plugin's own LaneStream, off a real socket), copied out and checked exactly as
-// plugin/plugin.c++, plugin/serving-link.c++ and plugin/supervisor.c++ do: the same decode
+// plugin/plugin.c++, plugin/lane-client.c++ and plugin/bring-up.c++ do: the same decode
 // functions (reply-decoding.h), the same checks (reply-checks.h), the same ScriptOutcome, the
 // same replay of a lane call's Host calls. Whatever the bytes, the outcome must be a value, a
 // BadReply, a LaneError or a kj::Exception (the plugin turns each into a failed request);
@@ -38,23 +38,15 @@ capnp::ReaderOptions resultsReaderOptions() {
   return options;
 }
 
-constexpr uint32_t SHARED_PAYLOAD_MINIMUM = 32 * 1024;  // as in plugin.c++
-
 void pread(rpc::LaneReply::Reader reply, uint32_t count, bool shared) {
-  // plugin.c++'s pyworkerPread: copies only a reply of the right size.
+  // plugin.c++'s pyworkerPread: the plugin's own decoding, into buffers of the request's size.
   auto outcome = ScriptOutcome::from(reply.getStatus());
   size_t received = count;
+  std::vector<kj::byte> buffer(count);
+  std::vector<kj::byte> sharedRange(shared ? count : 0);
   if (outcome.error == 0) {
-    auto data = reply.getData();
-    if (shared) {
-      received = data.size() == 0 ? count : count + data.size();
-    } else {
-      received = data.size();
-      if (received == count) {
-        std::vector<kj::byte> buffer(count);
-        memcpy(buffer.data(), data.begin(), count);
-      }
-    }
+    received = decodePreadReply(reply, shared ? sharedRange.data() : nullptr, buffer.data(),
+                                count);
   }
   if (!outcome.report()) return;
   checkPreadSize(received, count);
@@ -63,13 +55,9 @@ void pread(rpc::LaneReply::Reader reply, uint32_t count, bool shared) {
 void extents(rpc::LaneReply::Reader reply) {
   // plugin.c++'s pyworkerExtents.
   auto outcome = ScriptOutcome::from(reply.getStatus());
-  auto list = reply.getExtents();
-  size_t received = list.size();
   std::vector<ExtentEntry> entries;
-  if (outcome.error == 0 && received <= MAX_EXTENTS) {
-    entries.reserve(received);
-    for (auto e : list) entries.push_back({e.getOffset(), e.getLength(), e.getType()});
-  }
+  size_t received = 0;
+  if (outcome.error == 0) received = decodeExtents(reply, entries);
   if (!outcome.report()) return;
   checkExtentCount(received);
   checkExtents(entries);
@@ -77,7 +65,7 @@ void extents(rpc::LaneReply::Reader reply) {
 
 void handle(Kind kind, capnp::MessageReader& message) {
   switch (kind) {
-  case Kind::LOAD: {  // supervisor.c++'s configure()
+  case Kind::LOAD: {  // bring-up.c++'s loadScript()
     auto reply = message.getRoot<rpc::Worker::LoadResults>();
     auto outcome = ScriptOutcome::from(reply.getStatus());
     auto info = reply.getInfo();
@@ -136,7 +124,7 @@ void handle(Kind kind, capnp::MessageReader& message) {
 }
 
 void handleLaneReply(Kind kind, uint32_t parameter, rpc::LaneReply::Reader reply) {
-  // serving-link.c++'s runLaneCall (the Host calls first), then plugin.c++'s callback.
+  // lane-client.c++'s LaneClient::call (the Host calls first), then plugin.c++'s callback.
   for (auto call : reply.getHostCalls()) replayHostCall(call, "pyworker[1]");
   switch (kind) {
   case Kind::LANE_STATUS:

@@ -9,23 +9,25 @@
 
 #include "rpc-connection.h"
 #include "worker-link.h"
+#include "worker-process.h"
 
 namespace pyworker {
 
 class ConfigPhaseLink final : public WorkerLink {
 public:
-  ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, int outputFd,
-                  std::string identity);
+  ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket, WorkerProcess& process);
   // `io` is the main thread's one event loop (a thread may have only one), shared by every
-  // worker's config-phase link and outliving them. Also pumps the worker's output (outputFd
-  // stays the caller's) whenever the loop runs.
+  // worker's config-phase link and outliving them. Also pumps the worker's output whenever
+  // the loop runs. `process` outlives the link.
   ~ConfigPhaseLink() noexcept override = default;
 
   void run(Call call) override;
+  // Throws WorkerLost when the worker is gone.
   rpc::Host::Client host() override { return connection_.host(); }
 
 private:
   kj::AsyncIoContext& io_;
+  WorkerProcess& process_;
   RpcConnection connection_;
   kj::Promise<void> outputPump_;
 };

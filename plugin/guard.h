@@ -13,6 +13,7 @@
 #include <nbdkit-plugin.h>
 
 #include "parameters.h"
+#include "worker-lost.h"
 
 namespace pyworker {
 
@@ -26,10 +27,6 @@ struct CallTimedOut {
   double seconds;
   int pid;
 };
-
-void reportFault(const char* callback, const kj::Exception& e);
-// Logs why the worker could not answer (it died, or replied nonsense). Defined with the
-// supervisor, which knows which worker it was.
 
 extern "C" int pyworker_debug_trace;
 // nbdkit -v -D pyworker.trace=1: log how long each forwarded callback took (nbdkit -v already
@@ -66,11 +63,15 @@ T guarded(const char* callback, T failure, Body&& body) noexcept {
                  callback, e.seconds, e.pid);
     // NBD has no ETIMEDOUT (nbdkit would send EINVAL, a client error): EIO, as for a crash.
     nbdkit_set_error(EIO);
+  } catch (const WorkerLost& e) {
+    nbdkit_error("pyworker: %s: lost the worker process (pid %d, %s) during this request",
+                 callback, static_cast<int>(e.pid), e.why.c_str());
+    nbdkit_set_error(EIO);
   } catch (const ParameterError& e) {
     nbdkit_error("%s", e.what());
     nbdkit_set_error(EINVAL);
   } catch (const kj::Exception& e) {
-    reportFault(callback, e);
+    nbdkit_error("pyworker: %s: %s", callback, e.getDescription().cStr());
     nbdkit_set_error(EIO);
   } catch (const std::exception& e) {
     nbdkit_error("pyworker: %s: %s", callback, e.what());

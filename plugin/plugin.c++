@@ -1,27 +1,28 @@
 // The nbdkit callback table. Each callback is thin: capture what only nbdkit's thread knows,
 // forward one call to the worker (process-wide callbacks and opening a connection as an RPC
-// through the supervisor's link, a connection's callbacks on a lane), check the reply, apply
-// it to nbdkit.
+// to a worker the supervisor picks, a connection's callbacks on a lane through its
+// Connection), check the reply, apply it to nbdkit.
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "bring-up.h"
+#include "connection.h"
 #include "guard.h"
 #include "plugin-state.h"
 #include "reply-checks.h"
 #include "reply-decoding.h"
 #include "script-outcome.h"
-#include "serving-link.h"
 
 #if !defined(PYWORKER_PYTHON_VERSION) || !defined(PYWORKER_PYTHON_ABI_VERSION)
 #error "the build must define PYWORKER_PYTHON_VERSION and PYWORKER_PYTHON_ABI_VERSION"
@@ -33,152 +34,79 @@ NBDKIT_DLL_PUBLIC int pyworker_debug_trace = 0;
 namespace pyworker {
 namespace {
 
-struct Connection {
-  // nbdkit's per-connection handle. The connection stays with the worker that opened it, even
-  // after that worker is replaced for new connections. `handle` (releasing it is close())
-  // belongs to that worker's RPC thread: it is created and destroyed only inside its
-  // WorkerLink::run(). Calls on lanes name the same handle by `handleId`.
-  std::shared_ptr<WorkerInstance> instance;
-  std::optional<rpc::Handle::Client> handle;
-  uint64_t handleId = 0;
-};
-
-struct ConnectionInfo {
-  // Captured on nbdkit's connection thread, shipped with the call.
-  bool hasExportName = false;
-  std::string exportName;
-  bool isTls = false;
-  std::string peerAddress;
-  int64_t peerPid = -1, peerUid = -1, peerGid = -1;
-
-  static ConnectionInfo capture(bool withExportName, bool withTls) {
-    ConnectionInfo info;
-    if (withExportName) {
-      if (const char* name = nbdkit_export_name()) {
-        info.hasExportName = true;
-        info.exportName = name;
-      }
-    }
-    if (withTls) info.isTls = nbdkit_is_tls() == 1;
-    sockaddr_storage address;
-    socklen_t length = sizeof(address);
-    if (nbdkit_peer_name(reinterpret_cast<sockaddr*>(&address), &length) == 0 &&
-        length <= sizeof(address)) {
-      info.peerAddress.assign(reinterpret_cast<const char*>(&address), length);
-      if (address.ss_family == AF_UNIX) {
-        // Credentials exist only for Unix-domain peers; elsewhere nbdkit would log an error.
-        info.peerPid = nbdkit_peer_pid();
-        info.peerUid = nbdkit_peer_uid();
-        info.peerGid = nbdkit_peer_gid();
-      }
-    }
-    return info;
-  }
-
-  void fill(rpc::ConnectionContext::Builder context) const {
-    context.setHasExportName(hasExportName);
-    context.setExportName(bytes(exportName));
-    context.setIsTls(isTls);
-    context.setPeerAddress(bytes(peerAddress));
-    context.setPeerPid(peerPid);
-    context.setPeerUid(peerUid);
-    context.setPeerGid(peerGid);
-  }
-
-private:
-  static kj::ArrayPtr<const kj::byte> bytes(const std::string& s) {
-    return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s.data()), s.size());
-  }
-};
-
 WorkerLink& link() { return state().supervisor().link(); }
 
-enum class Pick { FIRST_WORKER, NEXT_WORKER };
+using Purpose = Supervisor::Purpose;
 
-// Runs call(link, instance) for a new connection's callbacks (preconnect, list_exports,
-// default_export, open: nbdkit makes them only after after_fork). A worker that died a moment
-// ago may not have been noticed yet; a new connection is owed a live worker, so a call that
-// finds its worker gone is made once more, on the replacement.
+Connection& connectionOf(void* handle) { return *static_cast<Connection*>(handle); }
+
+// Runs call(instance) for a new connection's callbacks (preconnect, list_exports,
+// default_export, open: nbdkit makes them only after after_fork) on the worker the supervisor
+// picks. A worker that died a moment ago may not have been noticed yet; a new connection is
+// owed a live worker, so a call that finds its worker gone is made once more, on another.
 template <typename Call>
-void withLiveWorker(Pick pick, Call&& call) {
-  auto& supervisor = state().supervisor();
+void withLiveWorker(Supervisor::Purpose purpose, Call&& call) {
   for (int attempt = 1;; ++attempt) {
-    auto instance =
-        pick == Pick::FIRST_WORKER ? supervisor.firstInstance() : supervisor.instance();
+    auto instance = state().supervisor().instance(purpose);
     try {
-      call(instance->link(), instance);
+      call(instance);
       return;
-    } catch (const kj::Exception& e) {
-      if (e.getType() != kj::Exception::Type::DISCONNECTED || attempt > 1) throw;
-      instance->link().markBroken();
+    } catch (const WorkerLost&) {
+      if (attempt > 1) throw;
     }
   }
 }
 
 template <typename Checks>
-void verify(WorkerLink& link, Checks&& checks) {
+void verify(WorkerInstance* from, Checks&& checks) {
   // Runs a reply's checks (reply-checks.h) on nbdkit's thread, after the reply was copied out.
-  // A reply that no correct worker sends retires the worker that sent it: it is killed, so
-  // every later call on it fails, and the next connection gets a new one. Either way the
-  // request fails (guarded() logs the BadReply and sets EIO).
+  // A reply that no correct worker sends retires the worker that sent it (`from`; none before
+  // the fork, when a failure makes nbdkit exit anyway): it is killed, so every later call on
+  // it fails, and the next connection gets a new one. Either way the request fails (guarded()
+  // logs the BadReply and sets EIO).
   try {
     checks();
   } catch (const BadReply& e) {
-    if (e.blame == BadReply::WORKER) {
-      // Before the fork (ConfigPhaseLink) a failure makes nbdkit exit anyway.
-      if (auto* serving = dynamic_cast<ServingLink*>(&link)) serving->reject();
-    }
+    if (e.blame == BadReply::WORKER && from) from->reject();
     throw;
   }
 }
 
-ServingLink& linkOf(void* handle) {
-  return static_cast<Connection*>(handle)->instance->link();
-}
-
-// Sends a Worker request that carries only a Status back, and applies it.
-template <typename Request>
-int simpleWorkerCall(WorkerLink& link, Request&& makeRequest) {
+// Runs one call on a lane to the connection's worker (Connection::laneCall): `fill` sets what
+// is particular to the call (which callback, its arguments), `read` copies the reply's
+// particulars out, on success only. Returns the outcome and the worker that answered.
+struct LaneOutcome {
   ScriptOutcome outcome;
-  link.run([&](rpc::Worker::Client& worker) {
-    return makeRequest(worker).send().then(
-        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
-  });
-  return outcome.report() ? 0 : -1;
-}
+  std::shared_ptr<WorkerInstance> from;
+};
 
-template <typename Request>
-void runStatusCall(WorkerLink& link, Request&& makeRequest) {
-  if (simpleWorkerCall(link, makeRequest) < 0) throw ScriptFailed();
-}
-
-// Runs one call on a lane to the connection's worker (ServingLink::runLaneCall): `fill` sets
-// what is particular to the call (which callback, its arguments), `read` copies the reply's
-// particulars out, on success only. Returns the outcome.
 template <typename Fill, typename Read>
-ScriptOutcome laneCall(void* handle, Fill&& fill, Read&& read) {
-  auto& connection = *static_cast<Connection*>(handle);
-  ScriptOutcome outcome;
-  connection.instance->link().runLaneCall(
-      [&](rpc::LaneCall::Builder call) {
-        call.setHandle(connection.handleId);
-        fill(call);
+LaneOutcome laneCall(void* handle, Fill&& fill, Read&& read) {
+  LaneOutcome result;
+  result.from = connectionOf(handle).laneCall(
+      [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
+        if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, WorkerInstance&>) {
+          fill(call, instance);
+        } else {
+          fill(call);
+        }
       },
       [&](rpc::LaneReply::Reader reply) {
-        outcome = ScriptOutcome::from(reply.getStatus());
-        if (outcome.error == 0) read(reply);
+        result.outcome = ScriptOutcome::from(reply.getStatus());
+        if (result.outcome.error == 0) read(reply);
       });
-  return outcome;
+  return result;
 }
 
 int query(void* handle, const char* callback, rpc::Query which, int maximum) {
   return guarded(callback, -1, [&] {
     int32_t value = 0;
-    auto outcome = laneCall(
+    auto [outcome, from] = laneCall(
         handle, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
         [&](rpc::LaneReply::Reader reply) { value = reply.getValue(); });
     if (!outcome.report()) return -1;
-    verify(linkOf(handle), [&] { checkQueryAnswer(callback, value, maximum); });
+    verify(from.get(), [&] { checkQueryAnswer(callback, value, maximum); });
+    connectionOf(handle).remember(which, value);
     return static_cast<int>(value);
   });
 }
@@ -204,9 +132,7 @@ int pyworkerConfig(const char* key, const char* value) {
 
 int pyworkerConfigComplete() {
   return guarded("config_complete", -1, [&] {
-    state().supervisor().forEachWorker([](WorkerLink& link) {
-      runStatusCall(link, [](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
-    });
+    state().supervisor().forEachWorker([](WorkerLink& link) { configComplete(link); });
     return 0;
   });
 }
@@ -219,16 +145,7 @@ int pyworkerThreadModel() {
     }
     std::optional<int32_t> agreed;
     state().supervisor().forEachWorker([&](WorkerLink& link) {
-      ScriptOutcome outcome;
-      int32_t model = 0;
-      link.run([&](rpc::Worker::Client& worker) {
-        return worker.threadModelRequest().send().then([&](auto response) {
-          outcome = ScriptOutcome::from(response.getStatus());
-          model = response.getModel();
-        });
-      });
-      if (!outcome.report()) throw ScriptFailed();
-      verify(link, [&] { checkThreadModel(model); });
+      int32_t model = threadModel(link);
       if (agreed && *agreed != model) {
         throw BadReply(BadReply::SCRIPT, "the workers' thread_model answers differ (" +
                                              std::to_string(*agreed) + " and " +
@@ -243,9 +160,7 @@ int pyworkerThreadModel() {
 
 int pyworkerGetReady() {
   return guarded("get_ready", -1, [&] {
-    state().supervisor().forEachWorker([](WorkerLink& link) {
-      runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
-    });
+    state().supervisor().forEachWorker([](WorkerLink& link) { getReady(link); });
     state().supervisor().endConfigPhase();
     return 0;
   });
@@ -310,35 +225,33 @@ void pyworkerDumpPlugin() {
 int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
     // No export name yet, and nbdkit_is_tls() is not available this early.
-    auto info = ConnectionInfo::capture(false, false);
-    int result = -1;
-    withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&&) {
-      result = simpleWorkerCall(link, [&](rpc::Worker::Client& w) {
+    auto context = ConnectionContext::capture(false, false);
+    bool succeeded = false;
+    withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
+      succeeded = runStatusCall(*instance, [&](rpc::Worker::Client& w) {
         auto request = w.preconnectRequest();
         request.setReadonly(readonly);
-        info.fill(request.initContext());
+        context.fill(request.initContext());
         return request;
       });
     });
-    return result;
+    return succeeded ? 0 : -1;
   });
 }
 
 int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports) {
   return guarded("list_exports", -1, [&] {
-    auto info = ConnectionInfo::capture(false, false);
-    info.isTls = isTls;
+    auto context = ConnectionContext::capture(false, false);
+    context.isTls = isTls;
     ScriptOutcome outcome;
     ExportList list;
-    WorkerLink* from = nullptr;
-    std::shared_ptr<WorkerInstance> keep;  // so that `from` outlives the checks below
-    withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&& instance) {
-      from = &link;
-      keep = instance;
-      link.run([&](rpc::Worker::Client& worker) {
+    std::shared_ptr<WorkerInstance> from;
+    withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
+      from = instance;
+      instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.listExportsRequest();
         request.setReadonly(readonly);
-        info.fill(request.initContext());
+        context.fill(request.initContext());
         return request.send().then([&](auto response) {
           outcome = ScriptOutcome::from(response.getStatus());
           list = decodeExportList(response);
@@ -347,7 +260,7 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     });
     if (!outcome.report()) return -1;
     if (list.useDefault) return nbdkit_use_default_export(exports);
-    verify(*from, [&] { checkExportList(list); });
+    verify(from.get(), [&] { checkExportList(list); });
     for (auto& [name, description] : list.exports) {
       if (nbdkit_add_export(exports, name.c_str(),
                             description ? description->c_str() : nullptr) < 0) {
@@ -360,19 +273,17 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
 
 const char* pyworkerDefaultExport(int readonly, int isTls) {
   return guarded("default_export", static_cast<const char*>(nullptr), [&]() -> const char* {
-    auto info = ConnectionInfo::capture(false, false);
-    info.isTls = isTls;
+    auto context = ConnectionContext::capture(false, false);
+    context.isTls = isTls;
     ScriptOutcome outcome;
     std::string name;
-    WorkerLink* from = nullptr;
-    std::shared_ptr<WorkerInstance> keep;  // so that `from` outlives the check below
-    withLiveWorker(Pick::FIRST_WORKER, [&](WorkerLink& link, auto&& instance) {
-      from = &link;
-      keep = instance;
-      link.run([&](rpc::Worker::Client& worker) {
+    std::shared_ptr<WorkerInstance> from;
+    withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
+      from = instance;
+      instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.defaultExportRequest();
         request.setReadonly(readonly);
-        info.fill(request.initContext());
+        context.fill(request.initContext());
         return request.send().then([&](auto response) {
           outcome = ScriptOutcome::from(response.getStatus());
           name = decodeDefaultExport(response);
@@ -380,63 +291,58 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
       });
     });
     if (!outcome.report()) return nullptr;
-    verify(*from, [&] { checkText(name, "default export name"); });
+    verify(from.get(), [&] { checkText(name, "default export name"); });
     return nbdkit_strdup_intern(name.c_str());
   });
 }
 
 void* pyworkerOpen(int readonly) {
   return guarded("open", static_cast<void*>(nullptr), [&]() -> void* {
-    auto info = ConnectionInfo::capture(true, true);
+    auto context = ConnectionContext::capture(true, true);
     ScriptOutcome outcome;
-    auto connection = std::make_unique<Connection>();
-    withLiveWorker(Pick::NEXT_WORKER, [&](WorkerLink& link, auto&& instance) {
-      connection->instance = instance;
-      link.run([&](rpc::Worker::Client& worker) {
+    Connection::Binding binding;
+    withLiveWorker(Purpose::OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
+      binding.instance = instance;
+      instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.openRequest();
         request.setReadonly(readonly);
-        info.fill(request.initContext());
+        context.fill(request.initContext());
         return request.send().then([&](auto response) {
           outcome = ScriptOutcome::from(response.getStatus());
           if (outcome.error == 0) {
-            connection->handle = response.getHandle();
-            connection->handleId = response.getHandleId();
+            binding.handleId = response.getHandleId();
+            instance->keepHandle(binding.handleId, response.getHandle());
           }
         });
       });
     });
     if (!outcome.report()) return nullptr;
-    return connection.release();
+    return new Connection(readonly, kj::mv(context), kj::mv(binding));
   });
 }
 
 void pyworkerClose(void* handle) {
-  std::unique_ptr<Connection> connection(static_cast<Connection*>(handle));
-  bool dropped = guarded("close", false, [&] {
-    // Dropping the capability is the script's close(); it must happen on the RPC thread.
-    connection->instance->link().run([&](rpc::Worker::Client&) {
-      connection->handle.reset();
-      return kj::READY_NOW;
-    });
+  std::unique_ptr<Connection> connection(&connectionOf(handle));
+  // Releasing the handle's capability is the script's close(). A worker that is gone has
+  // nothing left to close.
+  guarded("close", false, [&] {
+    connection->close();
     return true;
   });
-  // If the RPC thread is gone the capability cannot be dropped safely: leak it.
-  if (!dropped) (void)connection.release();
 }
 
 const char* pyworkerExportDescription(void* handle) {
   return guarded("export_description", static_cast<const char*>(nullptr),
                  [&]() -> const char* {
                    std::optional<std::string> description;
-                   auto outcome = laneCall(
+                   auto [outcome, from] = laneCall(
                        handle,
                        [](rpc::LaneCall::Builder call) { call.setExportDescription(); },
                        [&](rpc::LaneReply::Reader reply) {
                          description = decodeExportDescription(reply);
                        });
                    if (!outcome.report() || !description) return nullptr;
-                   verify(linkOf(handle),
-                          [&] { checkText(*description, "export description"); });
+                   verify(from.get(), [&] { checkText(*description, "export description"); });
                    return nbdkit_strdup_intern(description->c_str());
                  });
 }
@@ -444,18 +350,19 @@ const char* pyworkerExportDescription(void* handle) {
 int64_t pyworkerGetSize(void* handle) {
   return guarded("get_size", int64_t{-1}, [&]() -> int64_t {
     int64_t size = 0;
-    auto outcome = laneCall(
+    auto [outcome, from] = laneCall(
         handle, [](rpc::LaneCall::Builder call) { call.setGetSize(); },
         [&](rpc::LaneReply::Reader reply) { size = reply.getSize(); });
     if (!outcome.report()) return -1;
-    verify(linkOf(handle), [&] { checkSize(size); });
+    verify(from.get(), [&] { checkSize(size); });
+    connectionOf(handle).rememberSize(size);
     return size;
   });
 }
 
 int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   return guarded("block_size", -1, [&] {
-    auto outcome = laneCall(
+    auto [outcome, from] = laneCall(
         handle, [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
         [&](rpc::LaneReply::Reader reply) {
           *minimum = reply.getMinimum();
@@ -491,26 +398,26 @@ int pyworkerCanCache(void* h) {
 
 // --- data callbacks ---
 
-// Payloads from this size up go through the data memory shared with the worker instead of
-// inside the messages (two copies fewer); smaller ones are cheaper inline.
-constexpr uint32_t SHARED_PAYLOAD_MINIMUM = 32 * 1024;
-
-SharedArena::Lease sharedRangeFor(void* handle, uint32_t count) {
+SharedArena::Lease sharedRangeFor(WorkerInstance& instance, uint32_t count) {
   if (count < SHARED_PAYLOAD_MINIMUM) return {};
-  return static_cast<Connection*>(handle)->instance->process().sharedData().lease(count);
+  return instance.process().sharedData().lease(count);
 }
 
 // A data call: laneCall with the request's range and flags.
 template <typename Fill, typename Read>
-ScriptOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
-                       Fill&& fill, Read&& read) {
+LaneOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
+                     Fill&& fill, Read&& read) {
   return laneCall(
       handle,
-      [&](rpc::LaneCall::Builder call) {
+      [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
         call.setCount(count);
         call.setOffset(offset);
         call.setFlags(flags);
-        fill(call);
+        if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, WorkerInstance&>) {
+          fill(call, instance);
+        } else {
+          fill(call);
+        }
       },
       read);
 }
@@ -524,25 +431,18 @@ void setShared(rpc::LaneCall::Builder call, const SharedArena::Lease& shared, ui
 int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, uint32_t flags) {
   return guarded("pread", -1, [&] {
     size_t received = count;
-    auto shared = sharedRangeFor(handle, count);  // empty: the data comes in the reply
-    auto outcome = dataCall(handle, count, offset, flags,
-        [&](rpc::LaneCall::Builder call) {
+    SharedArena::Lease shared;  // empty: the data comes in the reply
+    auto [outcome, from] = dataCall(handle, count, offset, flags,
+        [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
           call.setPread();
+          shared = sharedRangeFor(instance, count);
           if (shared) setShared(call, shared, count);
         },
         [&](rpc::LaneReply::Reader reply) {
-          auto data = reply.getData();
-          if (shared) {
-            // The script filled our range; the reply itself must carry nothing.
-            received = data.size() == 0 ? count : count + data.size();
-            if (received == count) memcpy(buffer, shared.data(), count);
-          } else {
-            received = data.size();
-            if (received == count) memcpy(buffer, data.begin(), count);
-          }
+          received = decodePreadReply(reply, shared ? shared.data() : nullptr, buffer, count);
         });
     if (!outcome.report()) return -1;
-    verify(linkOf(handle), [&] { checkPreadSize(received, count); });
+    verify(from.get(), [&] { checkPreadSize(received, count); });
     return 0;
   });
 }
@@ -550,12 +450,13 @@ int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, u
 int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t offset,
                    uint32_t flags) {
   return guarded("pwrite", -1, [&] {
-    auto shared = sharedRangeFor(handle, count);
-    if (shared) memcpy(shared.data(), buffer, count);
-    auto outcome = dataCall(handle, count, offset, flags,
-        [&](rpc::LaneCall::Builder call) {
+    SharedArena::Lease shared;
+    auto [outcome, from] = dataCall(handle, count, offset, flags,
+        [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
           call.setPwrite();
+          shared = sharedRangeFor(instance, count);
           if (shared) {
+            memcpy(shared.data(), buffer, count);
             setShared(call, shared, count);
           } else {
             call.setData(kj::arrayPtr(static_cast<const kj::byte*>(buffer), count));
@@ -571,8 +472,8 @@ template <typename Select>
 int statusLaneCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
                    uint32_t flags, Select&& select) {
   return guarded(callback, -1, [&] {
-    auto outcome = dataCall(handle, count, offset, flags, select, [](rpc::LaneReply::Reader) {});
-    return outcome.report() ? 0 : -1;
+    auto result = dataCall(handle, count, offset, flags, select, [](rpc::LaneReply::Reader) {});
+    return result.outcome.report() ? 0 : -1;
   });
 }
 
@@ -601,17 +502,11 @@ int pyworkerExtents(void* handle, uint32_t count, uint64_t offset, uint32_t flag
   return guarded("extents", -1, [&] {
     size_t received = 0;
     std::vector<ExtentEntry> list;
-    auto outcome = dataCall(handle, count, offset, flags,
+    auto [outcome, from] = dataCall(handle, count, offset, flags,
         [](rpc::LaneCall::Builder call) { call.setExtents(); },
-        [&](rpc::LaneReply::Reader reply) {
-          auto entries = reply.getExtents();
-          received = entries.size();
-          if (received > MAX_EXTENTS) return;  // refused below, without copying
-          list.reserve(received);
-          for (auto e : entries) list.push_back({e.getOffset(), e.getLength(), e.getType()});
-        });
+        [&](rpc::LaneReply::Reader reply) { received = decodeExtents(reply, list); });
     if (!outcome.report()) return -1;
-    verify(linkOf(handle), [&] {
+    verify(from.get(), [&] {
       checkExtentCount(received);
       checkExtents(list);
     });

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pyworker.capnp.h"
+#include "reply-checks.h"
 
 namespace pyworker {
 
@@ -36,5 +37,19 @@ std::string decodeDefaultExport(rpc::Worker::DefaultExportResults::Reader reply)
 
 std::optional<std::string> decodeExportDescription(rpc::LaneReply::Reader reply);
 // Empty when the script has no export_description. Checked with checkText.
+
+constexpr uint32_t SHARED_PAYLOAD_MINIMUM = 32 * 1024;
+// Payloads from this size up go through the data memory shared with the worker instead of
+// inside the lane messages (two copies fewer); smaller ones are cheaper inline.
+
+size_t decodePreadReply(rpc::LaneReply::Reader reply, const void* shared, void* buffer,
+                        uint32_t count);
+// A successful pread's data into `buffer`, from the reply or, when the call lent the worker
+// `shared` (count bytes of the shared data memory), from there. Returns how many bytes the
+// worker gave (checkPreadSize); copies only when that is exactly `count`.
+
+size_t decodeExtents(rpc::LaneReply::Reader reply, std::vector<ExtentEntry>& into);
+// The extents of a successful reply, copied into `into` unless there are more than
+// MAX_EXTENTS. Returns how many the reply holds (checkExtentCount, then checkExtents).
 
 }  // namespace pyworker

@@ -1,6 +1,5 @@
 #include "supervisor.h"
 
-#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "bring-up.h"
 #include "guard.h"
 #include "script-outcome.h"
 
@@ -21,71 +21,35 @@ namespace {
 constexpr auto SHUTDOWN_GRACE = std::chrono::seconds(2);
 // How long nbdkit's shutdown may wait for callbacks in flight before their workers are killed.
 
+constexpr auto BRING_UP_LIMIT = std::chrono::seconds(60);
+// How long each step of bringing up a replacement or reloaded worker may take when timeout= is
+// not given (with it, timeout= applies): a script that blocks at load or in config there would
+// otherwise hold a client, or every later reload, for ever.
+
 std::string baseName(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-std::string currentDirectory() {
-  char buffer[PATH_MAX];
-  if (getcwd(buffer, sizeof(buffer)) == nullptr) {
-    KJ_FAIL_SYSCALL("getcwd", errno);
-  }
-  return buffer;
-}
-
-Supervisor* current = nullptr;
-// For reportFault(), which is called from guarded() with no context of its own.
-
-template <typename Request>
-void runStatusCall(WorkerLink& link, Request&& makeRequest) {
-  ScriptOutcome outcome;
-  link.run([&](rpc::Worker::Client& worker) {
-    return makeRequest(worker).send().then(
-        [&](auto response) { outcome = ScriptOutcome::from(response.getStatus()); });
-  });
-  if (!outcome.report()) throw ScriptFailed();
-}
-
 }  // namespace
 
-void reportFault(const char* callback, const kj::Exception& e) {
-  if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-    pid_t pid = workerOfLastCall();
-    if (pid <= 0 && current) pid = current->workerPid();
-    nbdkit_error("pyworker: %s: lost the worker process (pid %d) during this request",
-                 callback, static_cast<int>(pid));
-    // The connection's handle died with its worker: every later request would fail too.
-    // Where nbdkit can end the connection (1.34+) it does; on 1.32 they fail with EIO.
-    disconnectClient(true);
-  } else {
-    nbdkit_error("pyworker: %s: %s", callback, e.getDescription().cStr());
-  }
-}
-
-WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
-                               kj::AutoCloseFd servingSocket)
-    : process_(kj::mv(process)), link_(kj::mv(servingSocket), *process_) {}
-
-void WorkerInstance::stop() {
-  link_.stop();
-  process_->stop(3 * kj::SECONDS);
-}
-
-WorkerInstance::~WorkerInstance() noexcept {
-  // link_ is destroyed after this body; stop the process only after the RPC thread is gone
-  // so that the thread does not report a deliberate stop as a death.
-}
-
 Supervisor::Supervisor(WorkerSetup setup) : setup_(kj::mv(setup)) {
-  current = this;
   slots_.resize(std::max(1u, setup_.workers));
 }
 
 Supervisor::~Supervisor() noexcept {
+  std::vector<std::shared_ptr<WorkerInstance>> remaining;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    // A worker still being brought up (a reload, a replacement) is of no use any more; killed,
+    // its bring-up fails at once instead of holding the reload watch's thread.
+    for (auto& weak : bringingUp_) {
+      if (auto instance = weak.lock()) instance->process().kill();
+    }
+  }
   reloadWatch_.reset();
   shutdownWatch_.reset();
-  std::vector<std::shared_ptr<WorkerInstance>> remaining;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& slot : slots_) slot.current.reset();
@@ -102,7 +66,6 @@ Supervisor::~Supervisor() noexcept {
     slot.firstProcess.reset();
   }
   configIo_.reset();
-  if (current == this) current = nullptr;
 }
 
 std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const char* what) {
@@ -121,43 +84,15 @@ std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const ch
   return process;
 }
 
-void Supervisor::configure(WorkerLink& link) {
-  ScriptOutcome outcome;
-  link.run([&](rpc::Worker::Client& worker) {
-    auto request = worker.loadRequest();
-    request.setScript(setup_.script);
-    request.setDebugWait(setup_.debugWait);
-    request.setHost(link.host());
-    return request.send().then([&](auto response) {
-      outcome = ScriptOutcome::from(response.getStatus());
-      auto info = response.getInfo();
-      info_.apiVersion = info.getApiVersion();
-      info_.pythonVersion = info.getPythonVersion();
-      info_.pep384AbiVersion = info.getPep384AbiVersion();
-    });
-  });
-  if (!outcome.report()) throw ScriptFailed();
-
-  for (auto& [key, value] : setup_.scriptConfig) {
-    runStatusCall(link, [&](rpc::Worker::Client& worker) {
-      auto request = worker.configRequest();
-      request.setKey(key);
-      request.setValue(value);
-      return request;
-    });
-  }
-}
-
 const ScriptInfo& Supervisor::start() {
   configIo_ = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
   for (auto& slot : slots_) {
     slot.firstProcess = spawn(true, "worker");
     auto sockets = slot.firstProcess->takeSockets();
     slot.firstServingSocket = kj::mv(sockets.serving);
-    slot.configLink = std::make_unique<ConfigPhaseLink>(
-        *configIo_, kj::mv(sockets.config), slot.firstProcess->outputFd(),
-        slot.firstProcess->identity());
-    configure(*slot.configLink);
+    slot.configLink = std::make_unique<ConfigPhaseLink>(*configIo_, kj::mv(sockets.config),
+                                                        *slot.firstProcess);
+    info_ = loadScript(*slot.configLink, setup_);
   }
   return info_;
 }
@@ -171,14 +106,14 @@ void Supervisor::forEachWorker(const std::function<void(WorkerLink&)>& call) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& slot : slots_) {
-      if (slot.current && !slot.current->isBroken()) live.push_back(slot.current);
+      if (slot.current && !slot.current->isLost()) live.push_back(slot.current);
     }
   }
-  for (auto& instance : live) call(instance->link());
+  for (auto& instance : live) call(*instance);
 }
 
 WorkerLink& Supervisor::link() {
-  // After the fork a link is only safe to use with its WorkerInstance held: firstInstance().
+  // After the fork a link is only safe to use with its WorkerInstance held: instance().
   KJ_REQUIRE(!forked_, "the config-phase link is gone after the fork");
   return *slots_.front().configLink;
 }
@@ -188,28 +123,14 @@ void Supervisor::endConfigPhase() {
   configIo_.reset();
 }
 
-void Supervisor::finishConfiguring(ServingLink& link, WorkerProcess& process) {
-  auto directory = currentDirectory();
-  runStatusCall(link, [&](rpc::Worker::Client& worker) {
-    auto request = worker.afterForkRequest();
-    request.setDirectory(directory);
-    request.setHost(link.host());
-    request.setNbdkitPid(getpid());
-    // nbdkit -u/-g switched user between this worker's start and now.
-    if (geteuid() != process.uid()) request.setUid(geteuid());
-    if (getegid() != process.gid()) request.setGid(getegid());
-    return request;
-  });
-  link.armTimeout(setup_.timeout);
-}
-
 void Supervisor::startServing() {
   forked_ = true;
   for (auto& slot : slots_) {
     KJ_REQUIRE(slot.firstServingSocket != nullptr, "after_fork without a worker");
-    auto instance = std::make_shared<WorkerInstance>(kj::mv(slot.firstProcess),
-                                                     kj::mv(slot.firstServingSocket));
-    finishConfiguring(instance->link(), instance->process());
+    auto instance = std::make_shared<WorkerInstance>(
+        kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt);
+    afterFork(*instance);
+    instance->armTimeout(setup_.timeout);
     std::lock_guard<std::mutex> lock(mutex_);
     instances_.push_back(instance);
     slot.current = kj::mv(instance);
@@ -221,14 +142,6 @@ void Supervisor::startServing() {
         setup_.reloadOnChange ? std::optional<std::string>(setup_.script) : std::nullopt,
         setup_.reloadTrigger, [this](const std::string& reason) { reload(reason); });
   }
-}
-
-bool WorkerInstance::hasStalledCall() {
-  auto now = link_.progress();
-  bool stalled = now.started > now.finished && now.finished == lastSeen_.finished &&
-                 lastSeen_.started > lastSeen_.finished;
-  lastSeen_ = now;
-  return stalled;
 }
 
 bool Supervisor::anyCallStalled() {
@@ -247,44 +160,58 @@ void Supervisor::killAllWorkers() {
       if (!instance->process().hasExited()) {
         nbdkit_error("pyworker: nbdkit is shutting down but worker process %d has not "
                      "finished its requests: killing it",
-                     static_cast<int>(instance->process().pid()));
+                     static_cast<int>(instance->pid()));
         instance->process().kill();
       }
     }
   }
 }
 
-std::shared_ptr<WorkerInstance> Supervisor::firstInstance() {
+std::shared_ptr<WorkerInstance> Supervisor::instance(Purpose purpose) {
   // Before the fork a replacement would start an RPC thread in a process about to fork.
   KJ_REQUIRE(forked_, "no serving worker before after_fork");
-  std::lock_guard<std::mutex> lock(mutex_);
-  return instanceOf(slots_.front());
-}
-
-std::shared_ptr<WorkerInstance> Supervisor::instance() {
-  KJ_REQUIRE(forked_, "no serving worker before after_fork");
-  std::lock_guard<std::mutex> lock(mutex_);
-  return instanceOf(slots_[nextSlot_++ % slots_.size()]);
-}
-
-std::shared_ptr<WorkerInstance> Supervisor::instanceOf(Slot& slot) {
-  // hasExited() as well: a worker that died a moment ago may not have been noticed by its RPC
-  // thread yet, and a connection given to it would be refused.
-  if (slot.current && !slot.current->isBroken() && !slot.current->process().hasExited()) {
-    return slot.current;
+  std::unique_lock<std::mutex> lock(mutex_);
+  // The calls before open (preconnect, list_exports, default_export) go where open will.
+  size_t first = (purpose == Purpose::OPEN ? nextSlot_++ : nextSlot_) % slots_.size();
+  auto& turn = slots_[first];
+  bool turnDead = !turn.current || !turn.current->canServe();
+  if (turnDead && !turn.replacing) return replacementFor(turn, lock);
+  std::shared_ptr<WorkerInstance> best;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& candidate = slots_[(first + i) % slots_.size()].current;
+    if (!candidate || !candidate->canServe()) continue;
+    if (!best || candidate->callsInFlight() < best->callsInFlight()) best = candidate;
   }
-  if (shutdownWatch_ && shutdownWatch_->shuttingDown()) {
+  // Every worker is dead or starting: wait for this slot's replacement.
+  return best ? best : replacementFor(turn, lock);
+}
+
+std::shared_ptr<WorkerInstance> Supervisor::replacementFor(Slot& slot,
+                                                           std::unique_lock<std::mutex>& lock) {
+  // One replacement per slot at a time; other callers wait for it (no longer than timeout=,
+  // when given) without holding mutex_, so that the other slots keep serving meanwhile.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (setup_.timeout) deadline = std::chrono::steady_clock::now() + *setup_.timeout;
+  while (slot.replacing) {
+    if (!deadline) {
+      slotChanged_.wait(lock);
+    } else if (slotChanged_.wait_until(lock, *deadline) == std::cv_status::timeout &&
+               slot.replacing) {
+      nbdkit_error("pyworker: no worker within timeout=%g seconds: the replacement worker "
+                   "is still starting",
+                   std::chrono::duration<double>(*setup_.timeout).count());
+      throw ScriptFailed();
+    }
+  }
+  if (slot.current && slot.current->canServe()) return slot.current;  // brought up meanwhile
+  if (stopping_ || (shutdownWatch_ && shutdownWatch_->shuttingDown())) {
     nbdkit_error("pyworker: nbdkit is shutting down: not starting another worker");
     throw ScriptFailed();
   }
-  return replaceWorker(slot);
-}
 
-std::shared_ptr<WorkerInstance> Supervisor::replaceWorker(Slot& slot) {
-  // With mutex_ held: one replacement at a time, other new connections wait for it. A worker
-  // that keeps dying (a script that crashes on every request, say) must not become a restart
-  // storm: past max-restarts deaths within restart-window, new connections are refused until
-  // the oldest death leaves the window.
+  // A worker that keeps dying (a script that crashes on every request, say) must not become a
+  // restart storm: past max-restarts deaths within restart-window, new connections are
+  // refused until the oldest death leaves the window.
   const auto window = setup_.restartWindow;
   auto now = std::chrono::steady_clock::now();
   if (slot.current) {
@@ -304,39 +231,67 @@ std::shared_ptr<WorkerInstance> Supervisor::replaceWorker(Slot& slot) {
     throw ScriptFailed();
   }
 
-  std::shared_ptr<WorkerInstance> instance;
+  slot.replacing = true;
+  lock.unlock();
+  std::shared_ptr<WorkerInstance> replacement;
   try {
-    instance = startConfiguredWorker("replacement worker");
+    replacement = bringUp("replacement worker");
   } catch (...) {
-    // A replacement that cannot be configured counts as a death too: back-off applies.
+    lock.lock();
+    // A replacement that cannot be brought up counts as a death too: back-off applies.
     recentDeaths_.push_back(std::chrono::steady_clock::now());
+    slot.replacing = false;
+    slotChanged_.notify_all();
     throw;
   }
-  std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
-  instances_.push_back(instance);
-  slot.current = instance;
-  return instance;
+  lock.lock();
+  slot.replacing = false;
+  slot.current = replacement;
+  slotChanged_.notify_all();
+  return replacement;
 }
 
-std::shared_ptr<WorkerInstance> Supervisor::startConfiguredWorker(const char* what) {
+std::shared_ptr<WorkerInstance> Supervisor::bringUp(const char* what) {
   auto process = spawn(false, what);
   auto socket = process->takeSockets().serving;
-  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket));
-  auto& link = instance->link();
-  configure(link);
-  runStatusCall(link, [](rpc::Worker::Client& w) { return w.configCompleteRequest(); });
-  int model = -1;
-  link.run([&](rpc::Worker::Client& worker) {
-    return worker.threadModelRequest().send().then(
-        [&](auto response) { model = response.getModel(); });
+  std::optional<std::chrono::milliseconds> limit;
+  if (!setup_.debugWait) limit = setup_.timeout.value_or(BRING_UP_LIMIT);  // a person may take long
+  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket), limit);
+  {
+    // From here on the shutdown watch sees it (and kills it if it holds nbdkit's exit up).
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) throw ScriptFailed();
+    std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
+    std::erase_if(bringingUp_, [](auto& weak) { return weak.expired(); });
+    instances_.push_back(instance);
+    bringingUp_.push_back(instance);
+  }
+  KJ_DEFER({
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::erase_if(bringingUp_, [&](auto& weak) { return weak.lock() == instance; });
   });
-  if (model != threadModel_) {
-    nbdkit_error("pyworker: the %s's thread_model (%d) differs from the one nbdkit is using "
-                 "(%d)", what, model, threadModel_);
+  try {
+    loadScript(*instance, setup_);
+    configComplete(*instance);
+    int model = threadModel(*instance);
+    if (model != threadModel_) {
+      nbdkit_error("pyworker: the %s's thread_model (%d) differs from the one nbdkit is using "
+                   "(%d)", what, model, threadModel_);
+      throw ScriptFailed();
+    }
+    getReady(*instance);
+    afterFork(*instance);
+  } catch (const CallTimedOut& e) {
+    nbdkit_error("pyworker: the %s (process %d) did not finish starting: a step took longer "
+                 "than %g seconds; killed it",
+                 what, e.pid, e.seconds);
+    throw ScriptFailed();
+  } catch (const WorkerLost& e) {
+    nbdkit_error("pyworker: the %s (process %d) was lost while starting: %s", what,
+                 static_cast<int>(e.pid), e.why.c_str());
     throw ScriptFailed();
   }
-  runStatusCall(link, [](rpc::Worker::Client& w) { return w.getReadyRequest(); });
-  finishConfiguring(link, instance->process());
+  instance->armTimeout(setup_.timeout);
   return instance;
 }
 
@@ -351,10 +306,10 @@ void Supervisor::reload(const std::string& reason) {
     strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &tm);
     modified = text;
   }
-  // Configured outside mutex_: new connections keep going to the current workers meanwhile.
+  // Brought up outside mutex_: new connections keep going to the current workers meanwhile.
   std::vector<std::shared_ptr<WorkerInstance>> fresh;
   try {
-    for (size_t i = 0; i < slots_.size(); ++i) fresh.push_back(startConfiguredWorker("reloaded worker"));
+    for (size_t i = 0; i < slots_.size(); ++i) fresh.push_back(bringUp("reloaded worker"));
   } catch (...) {
     nbdkit_error("pyworker: reload of %s (%s, modified %s) failed; the current workers keep "
                  "serving",
@@ -367,23 +322,16 @@ void Supervisor::reload(const std::string& reason) {
     for (size_t i = 0; i < slots_.size(); ++i) {
       auto& slot = slots_[i];
       change += (change.empty() ? "" : ", ") +
-                std::to_string(slot.current ? slot.current->process().pid() : -1) + " -> " +
-                std::to_string(fresh[i]->process().pid());
+                std::to_string(slot.current ? slot.current->pid() : -1) + " -> " +
+                std::to_string(fresh[i]->pid());
       slot.current = fresh[i];  // The old worker lives on while its connections do.
-      instances_.push_back(fresh[i]);
     }
-    std::erase_if(instances_, [](auto& weak) { return weak.expired(); });
+    slotChanged_.notify_all();
   }
   // Logged as an error so that it reaches the log without -v: a reload is an event an operator
   // wants to see.
   nbdkit_error("pyworker: reloaded %s (%s, modified %s): worker process %s",
                setup_.script.c_str(), reason.c_str(), modified.c_str(), change.c_str());
-}
-
-pid_t Supervisor::workerPid() {
-  if (!forked_) return slots_.front().firstProcess ? slots_.front().firstProcess->pid() : -1;
-  std::lock_guard<std::mutex> lock(mutex_);
-  return slots_.front().current ? slots_.front().current->process().pid() : -1;
 }
 
 }  // namespace pyworker

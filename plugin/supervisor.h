@@ -1,79 +1,34 @@
 #pragma once
-// Owns the workers and the links to them through nbdkit's lifecycle: the first worker is
-// spawned and configured on the main thread before the fork and served from an RPC thread
-// after it; when a worker dies, the next connection gets a fresh one, configured by replaying
-// exactly what nbdkit gave.
+// Owns the workers through nbdkit's lifecycle: the first workers are spawned and configured on
+// the main thread before the fork and served from RPC threads after it; a worker that dies is
+// replaced by a new one brought up with exactly what nbdkit gave (bring-up.h), and a reload
+// brings up a new generation. No lock that other callers need is held while a worker is
+// spawned or configured: a worker being brought up is visible to the shutdown watch like any
+// other, and bounded in time.
 
 #include <kj/common.h>
 
 #include <atomic>
 #include <chrono>
-#include <functional>
+#include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <string>
-#include <utility>
 #include <vector>
 
 #include "config-phase-link.h"
-#include "serving-link.h"
 #include "reload-watch.h"
 #include "shutdown-watch.h"
+#include "worker-instance.h"
 #include "worker-process.h"
+#include "worker-setup.h"
 
 namespace pyworker {
 
-struct ScriptInfo {
-  int apiVersion = 0;
-  std::string pythonVersion;
-  int pep384AbiVersion = 0;
-};
-
-struct WorkerSetup {
-  // Everything needed to bring up a worker configured exactly as nbdkit configured us.
-  std::string workerPath;
-  std::string script;
-  std::vector<std::pair<std::string, std::string>> scriptConfig;
-  std::optional<std::chrono::milliseconds> timeout;
-  std::optional<uint64_t> memoryLimit;
-  unsigned maxRestarts = 5;
-  std::chrono::seconds restartWindow{60};
-  bool debugWait = false;
-  unsigned workers = 1;
-  bool reloadOnChange = false;
-  std::optional<std::string> reloadTrigger;  // absolute
-};
-
-class WorkerInstance {
-  // One serving worker: its process and the RPC thread that talks to it. Connections hold
-  // it (shared) so that a replaced worker lives until its last connection closes.
-public:
-  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket);
-  ~WorkerInstance() noexcept;
-  // Stops the RPC thread, then the process.
-
-  ServingLink& link() { return link_; }
-  bool isBroken() const { return link_.isBroken(); }
-  bool hasStalledCall();
-  // Whether a call has been in flight since the previous time this was asked with none
-  // finishing in between (asked once a second by the shutdown watch only).
-  WorkerProcess& process() { return *process_; }
-
-  void stop();
-  // Ends the RPC thread and the worker now, even if connections still hold this instance:
-  // at unload, when nbdkit quits without closing them, nothing may run on after it.
-
-private:
-  std::unique_ptr<WorkerProcess> process_;
-  ServingLink link_;
-  ServingLink::Progress lastSeen_;  // the shutdown watch's thread only
-};
-
 class Supervisor {
-  // With workers=N, N independent workers ("slots"), each configured the same way; new
-  // connections go round-robin to the slots, and each slot replaces its own dead worker.
+  // With workers=N, N independent workers ("slots"), each configured the same way; each slot
+  // replaces its own dead worker.
 public:
   explicit Supervisor(WorkerSetup setup);
   ~Supervisor() noexcept;
@@ -84,20 +39,21 @@ public:
   // each. Throws ScriptFailed (already reported) when the script fails in any of them.
 
   void forEachWorker(const std::function<void(WorkerLink&)>& call);
-  // Process-wide callbacks that every worker must see (config_complete, get_ready, cleanup):
-  // before the fork through the config-phase links, after it to every live worker (a dead one
-  // is not replaced for this).
+  // Process-wide callbacks that every worker must see (config_complete, thread_model,
+  // get_ready, cleanup): before the fork through the config-phase links, after it to every
+  // live worker (a dead one is not replaced for this).
 
   WorkerLink& link();
   // Before the fork: the first worker's config-phase link, for questions any worker can
   // answer (dump_plugin).
 
-  std::shared_ptr<WorkerInstance> firstInstance();
-  // After the fork: the first slot's worker, replaced first if it has died.
-
-  std::shared_ptr<WorkerInstance> instance();
-  // After the fork: the worker for a new connection (next slot in turn), replaced first if it
-  // has died. Throws (already reported) when no worker can be had.
+  enum class Purpose { BEFORE_OPEN, OPEN };
+  std::shared_ptr<WorkerInstance> instance(Purpose purpose);
+  // After the fork: a worker for a new connection's calls (preconnect … open). Slots are taken
+  // in turn, one per open; a slot whose worker died is given a replacement first; otherwise the
+  // live worker with the fewest calls in flight answers (ties: the slot whose turn it is), so
+  // that a stopped or busy worker does not hold up new connections the others can serve.
+  // Throws (already reported) when no worker can be had.
 
   void endConfigPhase();
   // After get_ready: the config-phase connections (and their event loop) must not outlive the
@@ -109,8 +65,6 @@ public:
   void setThreadModel(int model) { threadModel_ = model; }
   // What nbdkit was told; a replacement worker must agree.
 
-  pid_t workerPid();
-
 private:
   struct Slot {
     // Before the fork.
@@ -119,22 +73,19 @@ private:
     std::unique_ptr<ConfigPhaseLink> configLink;
     // After the fork (guarded by mutex_).
     std::shared_ptr<WorkerInstance> current;
+    bool replacing = false;  // a thread is bringing up its replacement, without mutex_
   };
 
-  std::shared_ptr<WorkerInstance> instanceOf(Slot& slot);
-  // With mutex_ held.
-  std::shared_ptr<WorkerInstance> replaceWorker(Slot& slot);
-  std::shared_ptr<WorkerInstance> startConfiguredWorker(const char* what);
-  // A new worker taken through the whole replay, from load to after_fork. Throws (reported).
+  std::shared_ptr<WorkerInstance> replacementFor(Slot& slot, std::unique_lock<std::mutex>& lock);
+  // With mutex_ held by `lock` (released while the replacement is brought up).
+  std::shared_ptr<WorkerInstance> bringUp(const char* what);
+  // A new worker taken through every step, load to after_fork, within the bring-up limit.
+  // Throws (reported). Called without mutex_.
   void reload(const std::string& reason);
   // A new generation of workers with the script as it is now; new connections go to it, the
   // old workers serve their connections until they close. On failure nothing changes.
   std::unique_ptr<WorkerProcess> spawn(bool withConfigSocket, const char* what);
   // A new worker process (debug-wait= says so on stderr).
-  void configure(WorkerLink& link);
-  // load + config keys, in order.
-  void finishConfiguring(ServingLink& link, WorkerProcess& process);
-  // after_fork for a worker whose RPC thread has just started.
   bool anyCallStalled();
   void killAllWorkers();
   // Shutdown took longer than the grace period: callbacks that never return keep nbdkit from
@@ -149,11 +100,15 @@ private:
   bool forked_ = false;
 
   std::mutex mutex_;
-  std::atomic<size_t> nextSlot_ = 0;
+  std::condition_variable slotChanged_;
+  // A replacement has been brought up (or failed to be).
+  bool stopping_ = false;
+  size_t nextSlot_ = 0;
   std::deque<std::chrono::steady_clock::time_point> recentDeaths_;
   // Of all slots: a script that kills its workers does so in every slot.
   std::vector<std::weak_ptr<WorkerInstance>> instances_;
-  // Every worker still serving a connection, replaced ones included.
+  // Every worker still serving a connection or being brought up, replaced ones included.
+  std::vector<std::weak_ptr<WorkerInstance>> bringingUp_;
   std::unique_ptr<ShutdownWatch> shutdownWatch_;
   std::unique_ptr<ReloadWatch> reloadWatch_;
 };

@@ -4,6 +4,7 @@
 #include "host-link.h"
 #include "lane-server.h"
 #include "open-handle.h"
+#include "orphan-watch.h"
 #include "nbdkit-module.h"
 #include "process-title.h"
 #include "python-executor.h"
@@ -34,6 +35,9 @@
 
 namespace pyworker {
 namespace {
+
+constexpr auto ORPHAN_GRACE = std::chrono::milliseconds(1000);
+// How long the main thread has to notice by itself that the plugin is gone (orphan-watch.h).
 
 constexpr const char USAGE[] =
     "nbdkit-pyworker-worker: this program is started by nbdkit's pyworker plugin "
@@ -194,6 +198,7 @@ int run(const Arguments& arguments) {
   // Nothing of nbdkit's (client sockets, the other end of our socketpairs) may stay open here.
   KJ_SYSCALL(close_range(highest + 1, ~0U, 0));
   signal(SIGPIPE, SIG_IGN);
+  startOrphanWatch(arguments.serveFd, ORPHAN_GRACE);
 
   registerNbdkitModule();
   Py_InitializeEx(0);  // no Python signal handlers: Ctrl-C must not become KeyboardInterrupt
@@ -259,6 +264,7 @@ int run(const Arguments& arguments) {
   }
 
   serving.onDisconnect().wait(io.waitScope);
+  orderlyExitBegun();
   host.disconnect();
   finish(executor, lanes ? &*lanes : nullptr, mainThread);
 }

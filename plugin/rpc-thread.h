@@ -1,0 +1,78 @@
+#pragma once
+// The thread that owns a serving worker's Cap'n Proto connection once nbdkit serves (from
+// after_fork on): its kj event loop runs the RPC connection, pumps the worker's output into
+// nbdkit's log and watches the process (its pidfd). nbdkit's threads hand it calls with
+// executeSync(). The capabilities of the worker's open handles live here too, in a table keyed
+// by handle id, created and released on this thread only.
+
+#include <kj/async-io.h>
+#include <kj/mutex.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "pyworker.capnp.h"
+#include "rpc-connection.h"
+#include "worker-link.h"
+#include "worker-process.h"
+
+namespace pyworker {
+
+class RpcThread {
+public:
+  using Deadline = std::optional<std::chrono::milliseconds>;
+
+  struct DeadlinePassed {};
+  // Thrown by run() when the call took longer than its limit; the call was abandoned (the
+  // caller decides what becomes of the worker).
+
+  RpcThread(kj::AutoCloseFd socket, WorkerProcess& process, std::function<void()> onExit);
+  // Starts the loop thread and returns once it is ready to take calls. `process` must outlive
+  // this. `onExit` runs on the loop thread, once, when the process has ended (its pidfd is
+  // readable) or the connection has broken.
+  ~RpcThread() noexcept;
+  KJ_DISALLOW_COPY(RpcThread);
+
+  void stop();
+  // Releases every handle, stops the loop (which closes the socket) and joins the thread.
+  // Idempotent; later calls throw.
+
+  void run(WorkerLink::Call& call, Deadline limit);
+  // Runs `call` on the loop thread and waits until its promise settles. Throws the call's
+  // kj::Exception (DISCONNECTED when the worker is gone), or DeadlinePassed.
+
+  rpc::Host::Client host();
+  // Inside run() only: this connection's Host, to hand to the worker.
+
+  void keepHandle(uint64_t id, rpc::Handle::Client handle);
+  void releaseHandle(uint64_t id);
+  // Inside run() only (checked): the capability of an open handle; releasing it is the
+  // script's close().
+
+private:
+  struct LoopState {
+    // Lives on the loop thread's stack; published for other threads once ready.
+    const kj::Executor* executor = nullptr;
+    kj::Timer* timer = nullptr;
+    RpcConnection* connection = nullptr;
+    kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
+    bool stopping = false;
+    bool finished = false;
+  };
+
+  void loop(kj::AutoCloseFd socket);
+  kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
+  void requireLoopThread() const;
+
+  WorkerProcess& process_;
+  std::function<void()> onExit_;
+  std::unordered_map<uint64_t, rpc::Handle::Client> handles_;
+  // The loop thread's only.
+  kj::MutexGuarded<LoopState> state_;
+  std::thread thread_;
+};
+
+}  // namespace pyworker

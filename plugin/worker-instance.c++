@@ -1,0 +1,149 @@
+#include "worker-instance.h"
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "guard.h"
+#include "reply-checks.h"
+
+namespace pyworker {
+
+namespace {
+
+constexpr auto LANE_CLOSED_DEATH_WAIT = 200 * kj::MILLISECONDS;
+// How long a lane's end (or a connection's) may come before its worker's exit and still count
+// as that death.
+
+struct CallCount {
+  // Counts one call as in flight for its lifetime.
+  std::atomic<uint64_t>& finished;
+  CallCount(std::atomic<uint64_t>& started, std::atomic<uint64_t>& finished)
+      : finished(finished) {
+    started++;
+  }
+  ~CallCount() { finished++; }
+};
+
+}  // namespace
+
+WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
+                               kj::AutoCloseFd servingSocket,
+                               std::optional<std::chrono::milliseconds> callLimit)
+    : process_(kj::mv(process)),
+      callLimitMilliseconds_(callLimit ? std::max<int64_t>(callLimit->count(), 1) : 0),
+      lanes_(process_->laneOffers(), process_->identity()),
+      rpc_(kj::mv(servingSocket), *process_, [this] { lose(Loss::DISCONNECTED); }) {}
+
+WorkerInstance::~WorkerInstance() noexcept {
+  // The RPC thread first, so that it does not report a deliberate stop as a death.
+  rpc_.stop();
+  process_->stop(3 * kj::SECONDS);
+}
+
+void WorkerInstance::stop() {
+  rpc_.stop();
+  process_->stop(3 * kj::SECONDS);
+}
+
+void WorkerInstance::armTimeout(std::optional<std::chrono::milliseconds> timeout) {
+  callLimitMilliseconds_ = timeout ? std::max<int64_t>(timeout->count(), 1) : 0;
+}
+
+void WorkerInstance::lose(Loss cause) {
+  if (lost_.exchange(true)) return;
+  cause_ = cause;
+  if (cause == Loss::INVALID_REPLY) {
+    nbdkit_error("pyworker: worker process %d sent an invalid reply: killing it; new "
+                 "connections get a new worker", static_cast<int>(pid()));
+  }
+  // A worker whose connection broke while it lives on is of no use either.
+  process_->kill();
+}
+
+void WorkerInstance::reject() { lose(Loss::INVALID_REPLY); }
+
+WorkerLost WorkerInstance::lostError() {
+  switch (cause_.load()) {
+  case Loss::INVALID_REPLY:
+    return {pid(), "killed: it had sent an invalid reply"};
+  case Loss::TIMED_OUT:
+    return {pid(), "killed: a callback ran past timeout="};
+  case Loss::DISCONNECTED:
+    break;
+  }
+  process_->hasExited(LANE_CLOSED_DEATH_WAIT);
+  return {pid(), process_->describeExit()};
+}
+
+void WorkerInstance::timedOut() {
+  // A hung script (or a worker stopped in a debugger) past its limit: kill it, so that every
+  // request waiting on it fails now and new connections get a new worker.
+  lose(Loss::TIMED_OUT);
+  throw CallTimedOut{callLimitMilliseconds_.load() / 1000.0, static_cast<int>(pid())};
+}
+
+void WorkerInstance::run(Call call) {
+  if (isLost()) throw lostError();
+  CallCount count(callsStarted_, callsFinished_);
+  int64_t limit = callLimitMilliseconds_.load();
+  try {
+    rpc_.run(call, limit ? RpcThread::Deadline(std::chrono::milliseconds(limit))
+                         : std::nullopt);
+  } catch (const RpcThread::DeadlinePassed&) {
+    timedOut();
+  } catch (const kj::Exception& e) {
+    if (e.getType() != kj::Exception::Type::DISCONNECTED) throw;
+    lose(Loss::DISCONNECTED);
+    throw lostError();
+  }
+}
+
+void WorkerInstance::releaseHandle(uint64_t id) {
+  run([&](rpc::Worker::Client&) {
+    rpc_.releaseHandle(id);
+    return kj::READY_NOW;
+  });
+}
+
+void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
+                              kj::FunctionParam<void(rpc::LaneReply::Reader)> read) {
+  if (isLost()) throw lostError();
+  CallCount count(callsStarted_, callsFinished_);
+  int64_t limit = callLimitMilliseconds_.load();
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (limit != 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit);
+  try {
+    lanes_.call(build, read, deadline);
+  } catch (const LaneError& e) {
+    switch (e.kind) {
+    case LaneError::CLOSED:
+      // A dying process's sockets close a moment before its pidfd says it has ended.
+      if (process_->hasExited(LANE_CLOSED_DEATH_WAIT)) {
+        lose(Loss::DISCONNECTED);
+        throw lostError();
+      }
+      reject();  // alive, but it hung up on a call: no correct worker does that
+      throw BadReply(BadReply::WORKER, "invalid reply from the worker: it closed a lane "
+                                       "without answering the call");
+    case LaneError::TIMED_OUT:
+      timedOut();
+    case LaneError::MALFORMED:
+      reject();
+      throw BadReply(BadReply::WORKER,
+                     std::string("invalid reply from the worker: malformed lane message: ") +
+                         e.what());
+    }
+    throw;
+  }
+}
+
+bool WorkerInstance::hasStalledCall() {
+  uint64_t started = callsStarted_.load(), finished = callsFinished_.load();
+  bool stalled = started > finished && finished == lastSeenFinished_ &&
+                 lastSeenStarted_ > lastSeenFinished_;
+  lastSeenStarted_ = started;
+  lastSeenFinished_ = finished;
+  return stalled;
+}
+
+}  // namespace pyworker

@@ -1,0 +1,90 @@
+#pragma once
+// One serving worker: its process, the RPC thread that talks to it, its lanes, and its health.
+// Connections hold it (shared) so that a replaced worker lives until its last connection
+// closes. Every call to the worker goes through here, so that one place counts calls in
+// flight, applies deadlines, kills on timeout and turns "the worker is gone" into WorkerLost.
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include <kj/function.h>
+
+#include "lane-client.h"
+#include "pyworker.capnp.h"
+#include "rpc-thread.h"
+#include "worker-link.h"
+#include "worker-lost.h"
+#include "worker-process.h"
+
+namespace pyworker {
+
+class WorkerInstance final : public WorkerLink {
+public:
+  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket,
+                 std::optional<std::chrono::milliseconds> callLimit);
+  // Starts the RPC thread. `callLimit` bounds each call until armTimeout() (a worker being
+  // brought up: see Supervisor); none for a first worker, whose start-up is nbdkit's own.
+  ~WorkerInstance() noexcept override;
+  // Stops the RPC thread, then the process.
+  KJ_DISALLOW_COPY(WorkerInstance);
+
+  void run(Call call) override;
+  rpc::Host::Client host() override { return rpc_.host(); }
+  // WorkerLink: an RPC call. Throws WorkerLost, CallTimedOut (the worker was killed), or the
+  // call's own kj::Exception.
+
+  void laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
+                kj::FunctionParam<void(rpc::LaneReply::Reader)> read);
+  // A connection's call on a lane (LaneClient::call). Throws WorkerLost, CallTimedOut, or
+  // BadReply (the worker, which sent nonsense or hung up on the call alive, is killed).
+
+  void keepHandle(uint64_t id, rpc::Handle::Client handle) { rpc_.keepHandle(id, kj::mv(handle)); }
+  // Inside run() only: the capability of a handle the worker opened.
+  void releaseHandle(uint64_t id);
+  // The script's close() for that handle (on the RPC thread). Throws as run().
+
+  void armTimeout(std::optional<std::chrono::milliseconds> timeout);
+  // From now on a call that takes longer than timeout= kills the worker (CallTimedOut).
+
+  void reject();
+  // The worker sent a reply that no correct worker sends (reply-checks.h): it is killed, so
+  // that every later call on it fails and new connections get another worker.
+
+  bool isLost() const { return lost_.load(); }
+  // Dead, killed, or no longer reachable: it takes no new connection.
+  bool canServe() { return !isLost() && !process_->hasExited(); }
+
+  WorkerProcess& process() { return *process_; }
+  pid_t pid() const { return process_->pid(); }
+
+  uint64_t callsInFlight() const { return callsStarted_.load() - callsFinished_.load(); }
+  bool hasStalledCall();
+  // Whether a call has been in flight since the previous time this was asked with none
+  // finishing in between (asked once a second by the shutdown watch only).
+
+  void stop();
+  // Ends the RPC thread and the worker now, even if connections still hold this instance.
+
+private:
+  enum class Loss { DISCONNECTED, INVALID_REPLY, TIMED_OUT };
+
+  void lose(Loss cause);
+  // The one health transition: the first cause wins, the worker is killed (if it is not dead
+  // already) and an invalid reply is logged; later calls fail at once with lostError().
+  WorkerLost lostError();
+  [[noreturn]] void timedOut();
+
+  std::unique_ptr<WorkerProcess> process_;
+  std::atomic<bool> lost_ = false;
+  std::atomic<Loss> cause_ = Loss::DISCONNECTED;
+  std::atomic<int64_t> callLimitMilliseconds_ = 0;  // 0: none
+  std::atomic<uint64_t> callsStarted_ = 0;
+  std::atomic<uint64_t> callsFinished_ = 0;
+  uint64_t lastSeenStarted_ = 0, lastSeenFinished_ = 0;  // the shutdown watch's thread only
+  LaneClient lanes_;
+  RpcThread rpc_;
+};
+
+}  // namespace pyworker
