@@ -7,6 +7,13 @@
 
 namespace pyworker {
 
+namespace {
+
+constexpr auto STEP = std::chrono::nanoseconds(std::chrono::milliseconds(250));
+// How often busy() is asked.
+
+}  // namespace
+
 ShutdownWatch::ShutdownWatch(std::chrono::milliseconds grace, std::function<bool()> busy,
                              std::function<void()> graceExpired)
     : grace_(grace),
@@ -25,13 +32,17 @@ ShutdownWatch::~ShutdownWatch() noexcept {
 
 void ShutdownWatch::watch() {
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (stopped_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) return;
+    if (busy_()) {
+      // Outside a connection nbdkit_nanosleep() watches only nbdkit's quit flag. While busy,
+      // the watch stays in it (a step at a time, the pace busy() is asked at), so that the
+      // grace period starts as soon as nbdkit begins to shut down.
+      if (nbdkit_nanosleep(0, STEP.count()) < 0 && errno == ESHUTDOWN) break;
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;
+      continue;
     }
-    if (!busy_()) continue;
-    // Outside a connection nbdkit_nanosleep() watches only nbdkit's quit flag.
-    if (nbdkit_nanosleep(1, 0) < 0 && errno == ESHUTDOWN) break;
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (stopped_.wait_for(lock, STEP, [this] { return stopping_; })) return;
   }
   shuttingDown_ = true;
   {

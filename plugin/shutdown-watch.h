@@ -19,7 +19,7 @@ public:
                 std::function<void()> graceExpired);
   // Starts the watching thread (so only from after_fork on). `graceExpired` runs on it, once,
   // if nbdkit is still shutting down (the plugin not unloaded) `grace` after it began. The
-  // watch only sleeps in nbdkit while `busy()` (asked once a second: a request has been in
+  // watch only sleeps in nbdkit while `busy()` (asked four times a second: a call has been in
   // flight for a second or more): nbdkit logs an error for every sleep that a shutdown
   // interrupts, and a shutdown with only quick requests needs no help.
   ~ShutdownWatch() noexcept;

@@ -146,9 +146,10 @@ void Supervisor::startServing() {
 
 bool Supervisor::anyCallStalled() {
   std::lock_guard<std::mutex> lock(mutex_);
+  auto now = std::chrono::steady_clock::now();
   bool stalled = false;
   for (auto& weak : instances_) {
-    if (auto instance = weak.lock(); instance && instance->hasStalledCall()) stalled = true;
+    if (auto instance = weak.lock(); instance && instance->hasStalledCall(now)) stalled = true;
   }
   return stalled;
 }

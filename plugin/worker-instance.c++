@@ -14,6 +14,8 @@ constexpr auto LANE_CLOSED_DEATH_WAIT = 200 * kj::MILLISECONDS;
 // How long a lane's end (or a connection's) may come before its worker's exit and still count
 // as that death.
 
+constexpr auto STALL_TIME = std::chrono::seconds(1);
+
 struct CallCount {
   // Counts one call as in flight for its lifetime.
   std::atomic<uint64_t>& finished;
@@ -137,13 +139,14 @@ void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
   }
 }
 
-bool WorkerInstance::hasStalledCall() {
-  uint64_t started = callsStarted_.load(), finished = callsFinished_.load();
-  bool stalled = started > finished && finished == lastSeenFinished_ &&
-                 lastSeenStarted_ > lastSeenFinished_;
-  lastSeenStarted_ = started;
-  lastSeenFinished_ = finished;
-  return stalled;
+bool WorkerInstance::hasStalledCall(std::chrono::steady_clock::time_point now) {
+  uint64_t finished = callsFinished_.load();
+  if (finished != lastSeenFinished_ || callsStarted_.load() == finished) {
+    lastSeenFinished_ = finished;
+    lastProgress_ = now;
+    return false;
+  }
+  return now - lastProgress_ >= STALL_TIME;
 }
 
 }  // namespace pyworker

@@ -60,9 +60,9 @@ public:
   pid_t pid() const { return process_->pid(); }
 
   uint64_t callsInFlight() const { return callsStarted_.load() - callsFinished_.load(); }
-  bool hasStalledCall();
-  // Whether a call has been in flight since the previous time this was asked with none
-  // finishing in between (asked once a second by the shutdown watch only).
+  bool hasStalledCall(std::chrono::steady_clock::time_point now);
+  // Whether calls have been in flight for STALL_TIME with none finishing meanwhile (asked
+  // by the shutdown watch only, a few times a second).
 
   void stop();
   // Ends the RPC thread and the worker now, even if connections still hold this instance.
@@ -82,7 +82,8 @@ private:
   std::atomic<int64_t> callLimitMilliseconds_ = 0;  // 0: none
   std::atomic<uint64_t> callsStarted_ = 0;
   std::atomic<uint64_t> callsFinished_ = 0;
-  uint64_t lastSeenStarted_ = 0, lastSeenFinished_ = 0;  // the shutdown watch's thread only
+  uint64_t lastSeenFinished_ = 0;  // the shutdown watch's thread only, as is:
+  std::chrono::steady_clock::time_point lastProgress_ = std::chrono::steady_clock::now();
   LaneClient lanes_;
   RpcThread rpc_;
 };
