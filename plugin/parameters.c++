@@ -62,6 +62,14 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
     } else {
       throw ParameterError("reload=" + value + ": expected on-change or off");
     }
+  } else if (key == "recover") {
+    if (value == "reopen") {
+      recoverByReopening_ = true;
+    } else if (value == "off") {
+      recoverByReopening_ = false;
+    } else {
+      throw ParameterError("recover=" + value + ": expected reopen or off");
+    }
   } else if (key == "reload-trigger") {
     if (value.empty()) throw ParameterError("reload-trigger parameter must not be empty");
     reloadTrigger_ = value;

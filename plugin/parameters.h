@@ -51,6 +51,9 @@ public:
   unsigned workers() const { return workers_; }
   // workers=N: N worker processes, connections spread across them (global state is per
   // worker).
+  bool recoverByReopening() const { return recoverByReopening_; }
+  // recover=reopen: a connection whose worker died is opened again on the replacement and its
+  // requests in flight are sent again (recover=off, the default: it fails from then on).
   bool debugWait() const { return debugWait_; }
   // debug-wait=true: every new worker waits for a debugger to attach before it loads the
   // script; nothing times out meanwhile.
@@ -71,6 +74,7 @@ private:
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<uint64_t> memoryLimit_;
   bool debugWait_ = false;
+  bool recoverByReopening_ = false;
   unsigned workers_ = 1;
   bool reloadOnChange_ = false;
   std::optional<std::string> reloadTrigger_;

@@ -43,7 +43,7 @@ Supervisor& PluginState::supervisor() {
         parameters_.script(), parameters_.scriptConfig(), parameters_.timeout(),
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
         parameters_.debugWait(), parameters_.workers(), parameters_.reloadOnChange(),
-        absolute(parameters_.reloadTrigger())};
+        absolute(parameters_.reloadTrigger()), parameters_.recoverByReopening()};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

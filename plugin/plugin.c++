@@ -19,9 +19,11 @@
 #include "bring-up.h"
 #include "connection.h"
 #include "guard.h"
+#include "handle-opening.h"
 #include "plugin-state.h"
 #include "reply-checks.h"
 #include "reply-decoding.h"
+#include "reopen.h"
 #include "script-outcome.h"
 
 #if !defined(PYWORKER_PYTHON_VERSION) || !defined(PYWORKER_PYTHON_ABI_VERSION)
@@ -37,6 +39,7 @@ namespace {
 WorkerLink& link() { return state().supervisor().link(); }
 
 using Purpose = Supervisor::Purpose;
+using Instance = std::shared_ptr<WorkerInstance>;
 
 Connection& connectionOf(void* handle) { return *static_cast<Connection*>(handle); }
 
@@ -84,8 +87,8 @@ template <typename Fill, typename Read>
 LaneOutcome laneCall(void* handle, Fill&& fill, Read&& read) {
   LaneOutcome result;
   result.from = connectionOf(handle).laneCall(
-      [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
-        if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, WorkerInstance&>) {
+      [&](rpc::LaneCall::Builder call, const std::shared_ptr<WorkerInstance>& instance) {
+        if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, const Instance&>) {
           fill(call, instance);
         } else {
           fill(call);
@@ -299,25 +302,14 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
 void* pyworkerOpen(int readonly) {
   return guarded("open", static_cast<void*>(nullptr), [&]() -> void* {
     auto context = ConnectionContext::capture(true, true);
-    ScriptOutcome outcome;
-    Connection::Binding binding;
+    OpenedHandle opened;
     withLiveWorker(Purpose::OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
-      binding.instance = instance;
-      instance->run([&](rpc::Worker::Client& worker) {
-        auto request = worker.openRequest();
-        request.setReadonly(readonly);
-        context.fill(request.initContext());
-        return request.send().then([&](auto response) {
-          outcome = ScriptOutcome::from(response.getStatus());
-          if (outcome.error == 0) {
-            binding.handleId = response.getHandleId();
-            instance->keepHandle(binding.handleId, response.getHandle());
-          }
-        });
-      });
+      opened = openHandle(instance, readonly, context);
     });
-    if (!outcome.report()) return nullptr;
-    return new Connection(readonly, kj::mv(context), kj::mv(binding));
+    if (!opened.outcome.report()) return nullptr;
+    Connection::Reopen reopen;
+    if (state().supervisor().recoverByReopening()) reopen = reopenConnection;
+    return new Connection(readonly, kj::mv(context), kj::mv(opened.binding), kj::mv(reopen));
   });
 }
 
@@ -370,6 +362,7 @@ int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint
           *maximum = reply.getMaximum();
         });
     if (!outcome.report()) return -1;
+    connectionOf(handle).rememberBlockSize(*minimum, *preferred, *maximum);
     // nbdkit validates the values themselves (powers of two, ordering) and names the problem.
     return 0;
   });
@@ -398,10 +391,28 @@ int pyworkerCanCache(void* h) {
 
 // --- data callbacks ---
 
-SharedArena::Lease sharedRangeFor(WorkerInstance& instance, uint32_t count) {
-  if (count < SHARED_PAYLOAD_MINIMUM) return {};
-  return instance.process().sharedData().lease(count);
-}
+class SharedPayload {
+  // A payload's range of the shared data memory of the worker a call goes to, for payloads
+  // from SHARED_PAYLOAD_MINIMUM up. The worker is kept alive as long as the range: a
+  // re-opened connection may drop it while a request still holds its range.
+public:
+  void lend(const Instance& instance, uint32_t count) {
+    lease_ = {};  // into the arena it came from, while that still exists
+    owner_ = instance;
+    if (count >= SHARED_PAYLOAD_MINIMUM) lease_ = instance->process().sharedData().lease(count);
+  }
+  explicit operator bool() const { return static_cast<bool>(lease_); }
+  kj::byte* data() const { return lease_.data(); }
+  void describe(rpc::LaneCall::Builder call, uint32_t count) const {
+    auto range = call.initShared();
+    range.setOffset(lease_.offset());
+    range.setLength(count);
+  }
+
+private:
+  Instance owner_;  // declared first: destroyed after the lease
+  SharedArena::Lease lease_;
+};
 
 // A data call: laneCall with the request's range and flags.
 template <typename Fill, typename Read>
@@ -409,11 +420,11 @@ LaneOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t fla
                      Fill&& fill, Read&& read) {
   return laneCall(
       handle,
-      [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
+      [&](rpc::LaneCall::Builder call, const Instance& instance) {
         call.setCount(count);
         call.setOffset(offset);
         call.setFlags(flags);
-        if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, WorkerInstance&>) {
+        if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, const Instance&>) {
           fill(call, instance);
         } else {
           fill(call);
@@ -422,21 +433,15 @@ LaneOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t fla
       read);
 }
 
-void setShared(rpc::LaneCall::Builder call, const SharedArena::Lease& shared, uint32_t count) {
-  auto range = call.initShared();
-  range.setOffset(shared.offset());
-  range.setLength(count);
-}
-
 int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, uint32_t flags) {
   return guarded("pread", -1, [&] {
     size_t received = count;
-    SharedArena::Lease shared;  // empty: the data comes in the reply
+    SharedPayload shared;  // empty: the data comes in the reply
     auto [outcome, from] = dataCall(handle, count, offset, flags,
-        [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
+        [&](rpc::LaneCall::Builder call, const Instance& instance) {
           call.setPread();
-          shared = sharedRangeFor(instance, count);
-          if (shared) setShared(call, shared, count);
+          shared.lend(instance, count);
+          if (shared) shared.describe(call, count);
         },
         [&](rpc::LaneReply::Reader reply) {
           received = decodePreadReply(reply, shared ? shared.data() : nullptr, buffer, count);
@@ -450,14 +455,14 @@ int pyworkerPread(void* handle, void* buffer, uint32_t count, uint64_t offset, u
 int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t offset,
                    uint32_t flags) {
   return guarded("pwrite", -1, [&] {
-    SharedArena::Lease shared;
+    SharedPayload shared;
     auto [outcome, from] = dataCall(handle, count, offset, flags,
-        [&](rpc::LaneCall::Builder call, WorkerInstance& instance) {
+        [&](rpc::LaneCall::Builder call, const Instance& instance) {
           call.setPwrite();
-          shared = sharedRangeFor(instance, count);
+          shared.lend(instance, count);
           if (shared) {
             memcpy(shared.data(), buffer, count);
-            setShared(call, shared, count);
+            shared.describe(call, count);
           } else {
             call.setData(kj::arrayPtr(static_cast<const kj::byte*>(buffer), count));
           }
@@ -527,6 +532,8 @@ const char CONFIG_HELP[] =
     "                                 (default 5).\n"
     "restart-window=<SECONDS>         (default 60).\n"
     "workers=<N>                      Worker processes (default 1; state is per worker).\n"
+    "recover=reopen                   A connection whose worker died is opened\n"
+    "                                 again on its replacement (default off).\n"
     "debug-wait=true                  New workers wait for a debugger.\n"
     "[other arguments are passed to the script's config() function]";
 

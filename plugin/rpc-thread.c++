@@ -80,7 +80,7 @@ kj::Promise<void> RpcThread::watchProcess(kj::UnixEventPort& eventPort) {
   }).attach(kj::mv(observer));
 }
 
-void RpcThread::run(WorkerLink::Call& call, Deadline limit) {
+void RpcThread::run(Call& call, Deadline limit) {
   const kj::Executor* executor;
   RpcConnection* connection;
   kj::Timer* timer;

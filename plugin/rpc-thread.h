@@ -24,6 +24,7 @@ namespace pyworker {
 class RpcThread {
 public:
   using Deadline = std::optional<std::chrono::milliseconds>;
+  using Call = WorkerLink::Call;
 
   struct DeadlinePassed {};
   // Thrown by run() when the call took longer than its limit; the call was abandoned (the
@@ -40,7 +41,7 @@ public:
   // Releases every handle, stops the loop (which closes the socket) and joins the thread.
   // Idempotent; later calls throw.
 
-  void run(WorkerLink::Call& call, Deadline limit);
+  void run(Call& call, Deadline limit);
   // Runs `call` on the loop thread and waits until its promise settles. Throws the call's
   // kj::Exception (DISCONNECTED when the worker is gone), or DeadlinePassed.
 

@@ -125,10 +125,11 @@ void Supervisor::endConfigPhase() {
 
 void Supervisor::startServing() {
   forked_ = true;
-  for (auto& slot : slots_) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& slot = slots_[i];
     KJ_REQUIRE(slot.firstServingSocket != nullptr, "after_fork without a worker");
     auto instance = std::make_shared<WorkerInstance>(
-        kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt);
+        i, kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt);
     afterFork(*instance);
     instance->armTimeout(setup_.timeout);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -187,6 +188,14 @@ std::shared_ptr<WorkerInstance> Supervisor::instance(Purpose purpose) {
   return best ? best : replacementFor(turn, lock);
 }
 
+std::shared_ptr<WorkerInstance> Supervisor::instanceOfSlot(size_t index) {
+  KJ_REQUIRE(forked_ && index < slots_.size(), "no such serving worker");
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto& slot = slots_[index];
+  if (slot.current && slot.current->canServe()) return slot.current;
+  return replacementFor(slot, lock);
+}
+
 std::shared_ptr<WorkerInstance> Supervisor::replacementFor(Slot& slot,
                                                            std::unique_lock<std::mutex>& lock) {
   // One replacement per slot at a time; other callers wait for it (no longer than timeout=,
@@ -236,7 +245,7 @@ std::shared_ptr<WorkerInstance> Supervisor::replacementFor(Slot& slot,
   lock.unlock();
   std::shared_ptr<WorkerInstance> replacement;
   try {
-    replacement = bringUp("replacement worker");
+    replacement = bringUp(static_cast<size_t>(&slot - slots_.data()), "replacement worker");
   } catch (...) {
     lock.lock();
     // A replacement that cannot be brought up counts as a death too: back-off applies.
@@ -252,12 +261,13 @@ std::shared_ptr<WorkerInstance> Supervisor::replacementFor(Slot& slot,
   return replacement;
 }
 
-std::shared_ptr<WorkerInstance> Supervisor::bringUp(const char* what) {
+std::shared_ptr<WorkerInstance> Supervisor::bringUp(size_t slot, const char* what) {
   auto process = spawn(false, what);
   auto socket = process->takeSockets().serving;
   std::optional<std::chrono::milliseconds> limit;
   if (!setup_.debugWait) limit = setup_.timeout.value_or(BRING_UP_LIMIT);  // a person may take long
-  auto instance = std::make_shared<WorkerInstance>(kj::mv(process), kj::mv(socket), limit);
+  auto instance =
+      std::make_shared<WorkerInstance>(slot, kj::mv(process), kj::mv(socket), limit);
   {
     // From here on the shutdown watch sees it (and kills it if it holds nbdkit's exit up).
     std::lock_guard<std::mutex> lock(mutex_);
@@ -310,7 +320,7 @@ void Supervisor::reload(const std::string& reason) {
   // Brought up outside mutex_: new connections keep going to the current workers meanwhile.
   std::vector<std::shared_ptr<WorkerInstance>> fresh;
   try {
-    for (size_t i = 0; i < slots_.size(); ++i) fresh.push_back(bringUp("reloaded worker"));
+    for (size_t i = 0; i < slots_.size(); ++i) fresh.push_back(bringUp(i, "reloaded worker"));
   } catch (...) {
     nbdkit_error("pyworker: reload of %s (%s, modified %s) failed; the current workers keep "
                  "serving",

@@ -55,6 +55,13 @@ public:
   // that a stopped or busy worker does not hold up new connections the others can serve.
   // Throws (already reported) when no worker can be had.
 
+  std::shared_ptr<WorkerInstance> instanceOfSlot(size_t slot);
+  // After the fork: slot `slot`'s worker (for a connection that re-opens where it was): after
+  // a reload the new generation's, after a death its replacement (brought up first if need be,
+  // as for instance()). Throws (already reported) when no worker can be had.
+
+  bool recoverByReopening() const { return setup_.recoverByReopening; }
+
   void endConfigPhase();
   // After get_ready: the config-phase connections (and their event loop) must not outlive the
   // fork, so they are closed here; the workers keep running.
@@ -78,7 +85,7 @@ private:
 
   std::shared_ptr<WorkerInstance> replacementFor(Slot& slot, std::unique_lock<std::mutex>& lock);
   // With mutex_ held by `lock` (released while the replacement is brought up).
-  std::shared_ptr<WorkerInstance> bringUp(const char* what);
+  std::shared_ptr<WorkerInstance> bringUp(size_t slot, const char* what);
   // A new worker taken through every step, load to after_fork, within the bring-up limit.
   // Throws (reported). Called without mutex_.
   void reload(const std::string& reason);

@@ -1,5 +1,7 @@
 #include "worker-instance.h"
 
+#include <signal.h>
+
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
@@ -28,10 +30,11 @@ struct CallCount {
 
 }  // namespace
 
-WorkerInstance::WorkerInstance(std::unique_ptr<WorkerProcess> process,
+WorkerInstance::WorkerInstance(size_t slot, std::unique_ptr<WorkerProcess> process,
                                kj::AutoCloseFd servingSocket,
                                std::optional<std::chrono::milliseconds> callLimit)
-    : process_(kj::mv(process)),
+    : slot_(slot),
+      process_(kj::mv(process)),
       callLimitMilliseconds_(callLimit ? std::max<int64_t>(callLimit->count(), 1) : 0),
       lanes_(process_->laneOffers(), process_->identity()),
       rpc_(kj::mv(servingSocket), *process_, [this] { lose(Loss::DISCONNECTED); }) {}
@@ -59,7 +62,10 @@ void WorkerInstance::lose(Loss cause) {
                  "connections get a new worker", static_cast<int>(pid()));
   }
   // A worker whose connection broke while it lives on is of no use either.
-  process_->kill();
+  if (!process_->hasExited()) {
+    killedHere_ = true;
+    process_->kill();
+  }
 }
 
 void WorkerInstance::reject() { lose(Loss::INVALID_REPLY); }
@@ -74,7 +80,9 @@ WorkerLost WorkerInstance::lostError() {
     break;
   }
   process_->hasExited(LANE_CLOSED_DEATH_WAIT);
-  return {pid(), process_->describeExit()};
+  WorkerLost lost{pid(), process_->describeExit()};
+  lost.killedFromOutside = !killedHere_.load() && process_->wasKilledBy(SIGKILL);
+  return lost;
 }
 
 void WorkerInstance::timedOut() {
@@ -84,8 +92,14 @@ void WorkerInstance::timedOut() {
   throw CallTimedOut{callLimitMilliseconds_.load() / 1000.0, static_cast<int>(pid())};
 }
 
+WorkerLost WorkerInstance::lostBeforeCall() {
+  auto lost = lostError();
+  lost.whileAnswering = false;
+  return lost;
+}
+
 void WorkerInstance::run(Call call) {
-  if (isLost()) throw lostError();
+  if (isLost()) throw lostBeforeCall();
   CallCount count(callsStarted_, callsFinished_);
   int64_t limit = callLimitMilliseconds_.load();
   try {
@@ -101,15 +115,22 @@ void WorkerInstance::run(Call call) {
 }
 
 void WorkerInstance::releaseHandle(uint64_t id) {
-  run([&](rpc::Worker::Client&) {
+  // Local to the RPC thread (capnp sends the release without waiting for the worker), so it
+  // needs no deadline, and works on a lost worker too. A stopped RPC thread has released
+  // every handle already.
+  RpcThread::Call release = [&](rpc::Worker::Client&) {
     rpc_.releaseHandle(id);
     return kj::READY_NOW;
-  });
+  };
+  try {
+    rpc_.run(release, std::nullopt);
+  } catch (const kj::Exception&) {
+  }
 }
 
 void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
                               kj::FunctionParam<void(rpc::LaneReply::Reader)> read) {
-  if (isLost()) throw lostError();
+  if (isLost()) throw lostBeforeCall();
   CallCount count(callsStarted_, callsFinished_);
   int64_t limit = callLimitMilliseconds_.load();
   std::optional<std::chrono::steady_clock::time_point> deadline;

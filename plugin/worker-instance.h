@@ -22,10 +22,12 @@ namespace pyworker {
 
 class WorkerInstance final : public WorkerLink {
 public:
-  WorkerInstance(std::unique_ptr<WorkerProcess> process, kj::AutoCloseFd servingSocket,
+  WorkerInstance(size_t slot, std::unique_ptr<WorkerProcess> process,
+                 kj::AutoCloseFd servingSocket,
                  std::optional<std::chrono::milliseconds> callLimit);
-  // Starts the RPC thread. `callLimit` bounds each call until armTimeout() (a worker being
-  // brought up: see Supervisor); none for a first worker, whose start-up is nbdkit's own.
+  // Starts the RPC thread. `slot`: which of the supervisor's workers=N this one is (or
+  // replaces). `callLimit` bounds each call until armTimeout() (a worker being brought up: see
+  // Supervisor); none for a first worker, whose start-up is nbdkit's own.
   ~WorkerInstance() noexcept override;
   // Stops the RPC thread, then the process.
   KJ_DISALLOW_COPY(WorkerInstance);
@@ -43,7 +45,7 @@ public:
   void keepHandle(uint64_t id, rpc::Handle::Client handle) { rpc_.keepHandle(id, kj::mv(handle)); }
   // Inside run() only: the capability of a handle the worker opened.
   void releaseHandle(uint64_t id);
-  // The script's close() for that handle (on the RPC thread). Throws as run().
+  // The script's close() for that handle (on the RPC thread), if the worker still has it.
 
   void armTimeout(std::optional<std::chrono::milliseconds> timeout);
   // From now on a call that takes longer than timeout= kills the worker (CallTimedOut).
@@ -58,6 +60,7 @@ public:
 
   WorkerProcess& process() { return *process_; }
   pid_t pid() const { return process_->pid(); }
+  size_t slot() const { return slot_; }
 
   uint64_t callsInFlight() const { return callsStarted_.load() - callsFinished_.load(); }
   bool hasStalledCall(std::chrono::steady_clock::time_point now);
@@ -74,10 +77,13 @@ private:
   // The one health transition: the first cause wins, the worker is killed (if it is not dead
   // already) and an invalid reply is logged; later calls fail at once with lostError().
   WorkerLost lostError();
+  WorkerLost lostBeforeCall();
   [[noreturn]] void timedOut();
 
+  const size_t slot_;
   std::unique_ptr<WorkerProcess> process_;
   std::atomic<bool> lost_ = false;
+  std::atomic<bool> killedHere_ = false;  // lose() sent it SIGKILL
   std::atomic<Loss> cause_ = Loss::DISCONNECTED;
   std::atomic<int64_t> callLimitMilliseconds_ = 0;  // 0: none
   std::atomic<uint64_t> callsStarted_ = 0;

@@ -14,6 +14,11 @@ namespace pyworker {
 struct WorkerLost {
   pid_t pid;
   std::string why;  // "killed by SIGSEGV", "killed: no reply within timeout=", ...
+  bool whileAnswering = true;
+  // False when the worker was known to be gone before the call was sent.
+  bool killedFromOutside = false;
+  // SIGKILL that pyworker did not send (an operator, the OOM killer): no request of its own
+  // brought that death about.
 };
 
 }  // namespace pyworker

@@ -216,12 +216,19 @@ std::string WorkerProcess::describeExit() {
   if (info.si_code == CLD_EXITED) {
     exitDescription_ = "exited with status " + std::to_string(info.si_status);
   } else {
+    signal_ = info.si_status;
     const char* name = sigabbrev_np(info.si_status);
     exitDescription_ = std::string("killed by ") + (name ? "SIG" + std::string(name)
                                                            : "signal " + std::to_string(info.si_status));
     if (info.si_code == CLD_DUMPED) exitDescription_ += " (core dumped)";
   }
   return exitDescription_;
+}
+
+bool WorkerProcess::wasKilledBy(int signal) {
+  describeExit();  // reaps it, if it has ended and is ours
+  std::lock_guard<std::mutex> lock(exitMutex_);
+  return signal_ == signal;
 }
 
 void WorkerProcess::kill() { pidfdSendSignal(pidfd_.get(), SIGKILL); }

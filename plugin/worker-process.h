@@ -71,6 +71,9 @@ public:
   int pidfd() const { return pidfd_.get(); }
   // Readable once the process has ended: for an event loop to watch.
 
+  bool wasKilledBy(int signal);
+  // Once it has ended: whether `signal` ended it (false when that cannot be known here).
+
   std::string describeExit();
   // Once it has ended: "killed by SIGSEGV", "exited with status 3", ... (reaps it if it is
   // this process's child). Before that: "still running".
@@ -99,6 +102,7 @@ private:
   // describeExit() is asked by the RPC thread and by nbdkit's threads.
   bool reaped_ = false;
   std::string exitDescription_;
+  int signal_ = 0;  // the signal that ended it, once reaped
   // Set when reaped: the status can be read only once.
 };
 

@@ -23,6 +23,7 @@ struct WorkerSetup {
   unsigned workers = 1;
   bool reloadOnChange = false;
   std::optional<std::string> reloadTrigger;  // absolute
+  bool recoverByReopening = false;
 };
 
 struct ScriptInfo {

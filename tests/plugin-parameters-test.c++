@@ -189,5 +189,21 @@ TEST(PluginParameters, ReloadAndWorkers) {
   EXPECT_TRUE(p.scriptConfig().empty());
 }
 
+TEST(PluginParameters, RecoverIsReopenOrOff) {
+  Parameters p;
+  EXPECT_FALSE(p.recoverByReopening());
+  p.accept("recover", "reopen");
+  EXPECT_TRUE(p.recoverByReopening());
+  p.accept("recover", "off");
+  EXPECT_FALSE(p.recoverByReopening());
+  try {
+    p.accept("recover", "maybe");
+    FAIL() << "recover=maybe accepted";
+  } catch (const ParameterError& e) {
+    EXPECT_STREQ(e.what(), "recover=maybe: expected reopen or off");
+  }
+  EXPECT_FALSE(p.recoverByReopening());
+}
+
 }  // namespace
 }  // namespace pyworker

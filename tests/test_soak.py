@@ -17,9 +17,9 @@ DURATION = float(os.environ.get("PYWORKER_SOAK_SECONDS", "20"))
 @unittest.skipIf(harness.REFERENCE, "kills pyworker's worker processes")
 class SoakTest(NbdkitTestCase):
 
-    def test_soak(self):
+    def soak(self, *extra):
         r = self.run_cmd(["/usr/bin/python3", SOAK, "--duration", str(DURATION),
-                          "--plugin", harness.PLUGIN, "--worker", harness.WORKER],
+                          "--plugin", harness.PLUGIN, "--worker", harness.WORKER] + list(extra),
                          timeout=DURATION + 120)
         sys.stderr.write(r.stdout)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -28,6 +28,15 @@ class SoakTest(NbdkitTestCase):
         killed = int(re.search(r"workers killed: (\d+)", r.stdout).group(1))
         self.assertGreater(served, 1000, r.stdout)
         self.assertGreater(killed, 3, r.stdout)
+        return r.stdout
+
+    def test_soak(self):
+        self.soak()
+
+    def test_soak_with_recover_reopen_no_client_sees_a_death(self):
+        out = self.soak("--recover")
+        self.assertIn("errors seen: 0 ", out)
+        self.assertIn("reconnects: 0,", out)
 
 
 if __name__ == "__main__":
