@@ -262,7 +262,7 @@ class HelpVersionTest(NbdkitTestCase):
             self.skipTest("pyworker's own parameters")
         r = self.run_nbdkit(self.plugin_path(), "--help")
         for key in ("script=", "worker=", "timeout=", "memory=", "max-restarts=",
-                    "restart-window="):
+                    "restart-window=", "recover="):
             self.assertIn(key, r.stdout)
 
     def test_version(self):

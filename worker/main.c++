@@ -127,10 +127,10 @@ void showIdentity(int argc, char** argv, const Arguments& arguments) {
   setWorkerTitle(arguments.label.empty() ? "?" : arguments.label, getppid());
 }
 
-class Connection {
+class RpcConnection {
   // One socketpair end serving the bootstrap `Worker`.
 public:
-  Connection(kj::LowLevelAsyncIoProvider& provider, int fd, rpc::Worker::Client bootstrap)
+  RpcConnection(kj::LowLevelAsyncIoProvider& provider, int fd, rpc::Worker::Client bootstrap)
       : stream(provider.wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
         network(*stream, capnp::rpc::twoparty::Side::SERVER, rpcReaderOptions()),
         rpcSystem(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
@@ -251,8 +251,8 @@ int run(const Arguments& arguments) {
   rpc::Worker::Client worker =
       kj::heap<WorkerServer>(Services{script, executor, host, closes, handles});
 
-  Connection serving(*io.lowLevelProvider, arguments.serveFd, worker);
-  std::optional<Connection> config;
+  RpcConnection serving(*io.lowLevelProvider, arguments.serveFd, worker);
+  std::optional<RpcConnection> config;
   kj::Promise<void> configDone = kj::READY_NOW;
   if (arguments.configFd) {
     config.emplace(*io.lowLevelProvider, *arguments.configFd, worker);
