@@ -61,11 +61,11 @@ void WorkerInstance::lose(Loss cause) {
     nbdkit_error("pyworker: worker process %d sent an invalid reply: killing it; new "
                  "connections get a new worker", static_cast<int>(pid()));
   }
-  // A worker whose connection broke while it lives on is of no use either.
-  if (!process_->hasExited()) {
-    killedHere_ = true;
-    process_->kill();
-  }
+  // A dying process's sockets close a moment before its pidfd says it has ended; a worker
+  // whose connection broke while it lives on is of no use either.
+  if (cause == Loss::DISCONNECTED && process_->hasExited(LANE_CLOSED_DEATH_WAIT)) return;
+  killedHere_ = true;
+  process_->kill();
 }
 
 void WorkerInstance::reject() { lose(Loss::INVALID_REPLY); }

@@ -14,6 +14,8 @@
 
 #include <kj/debug.h>
 
+#include "process-tree.h"
+
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
@@ -165,6 +167,9 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
     KJ_FAIL_SYSCALL("pidfd_open", e);
   }
   pidfd_ = kj::AutoCloseFd(pidfd);
+  nbdkit_debug("pyworker: worker process %d: the processes its script starts end with it "
+               "(it is their child subreaper; its process group if it dies by itself)",
+               static_cast<int>(pid));
   if (memoryLimit) {
     // Set from here rather than by the worker: the script's first line runs only after the
     // plugin's load request, which comes later on the socket.
@@ -203,6 +208,7 @@ std::string WorkerProcess::describeExit() {
   std::lock_guard<std::mutex> lock(exitMutex_);
   if (!exitDescription_.empty()) return exitDescription_;
   if (!hasExited()) return "still running";
+  killGroup();  // first sign of its end here (a crash): before waitid() below reaps it
   if (getpid() != spawner_) {
     return "ended (its exit status is not known here: it was started before nbdkit forked)";
   }
@@ -231,8 +237,31 @@ bool WorkerProcess::wasKilledBy(int signal) {
   return signal_ == signal;
 }
 
-void WorkerProcess::kill() { pidfdSendSignal(pidfd_.get(), SIGKILL); }
+void WorkerProcess::kill() {
+  // Stopped, the worker starts nothing more, and as the subreaper of what its script started
+  // it keeps all of that below it while the tree is ended; then the worker itself.
+  pidfdSendSignal(pidfd_.get(), SIGSTOP);
+  killDescendants(pid_);
+  pidfdSendSignal(pidfd_.get(), SIGKILL);
+}
 
+void WorkerProcess::killGroup() {
+  // For a worker that ended without ending what its script started (a crash, os._exit(), a
+  // SIGKILL from outside): its children were reparented to init, but those still in its
+  // process group (the worker's pid: posix_spawn's setpgroup) can be found. A setsid() daemon
+  // cannot. Called with exitMutex_ held.
+  if (pid_ <= 1) return;
+  if (getpid() == spawner_ && !reaped_) {
+    // Our unreaped zombie holds the number: the group can only be the worker's.
+    ::kill(-pid_, SIGKILL);
+    return;
+  }
+  // Reaped (or init's to reap): the kernel keeps the number while any member of the group
+  // lives, but once none does it may name a new process (pids wrap at 32768 here) that leads a
+  // group of its own. So: members only, each through a pidfd, and none if the number is a live
+  // process's pid again.
+  killGroupMembers(pid_);
+}
 bool WorkerProcess::hasExited(kj::Duration wait) {
   pollfd p = {pidfd_.get(), POLLIN, 0};
   int r;
@@ -256,12 +285,13 @@ void WorkerProcess::stop(kj::Duration grace) {
     r = poll(&p, 1, static_cast<int>(grace / kj::MILLISECONDS));
   } while (r < 0 && errno == EINTR);
   if (r == 0) {
-    pidfdSendSignal(pidfd_.get(), SIGKILL);
+    kill();
     do {
       r = poll(&p, 1, 5000);
     } while (r < 0 && errno == EINTR);
   }
   std::lock_guard<std::mutex> lock(exitMutex_);
+  killGroup();
   if (getpid() == spawner_ && !reaped_) {
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }

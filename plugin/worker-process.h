@@ -58,12 +58,14 @@ public:
   // The credentials it was started with (nbdkit's before any -u/-g switch).
 
   void stop(kj::Duration grace);
-  // The worker exits by itself when its serving socket closes; wait up to `grace` for that,
-  // then SIGKILL. Reaps it if it is this process's child (after nbdkit daemonizes, the first
-  // worker is the exited parent's child, and init reaps it). Idempotent.
+  // The worker exits by itself when its serving socket closes (ending what its script started:
+  // worker/descendants.h); wait up to `grace` for that, then kill() it. Then its process
+  // group. Reaps it if it is this process's child (after nbdkit daemonizes, the first worker is
+  // the exited parent's child, and init reaps it). Idempotent.
 
   void kill();
-  // SIGKILL now (through the pidfd: never a recycled pid).
+  // SIGKILL now (through the pidfd: never a recycled pid), and before it every process its
+  // script started (plugin/process-tree.h): the worker is stopped, its tree killed, then it.
 
   bool hasExited(kj::Duration wait = 0 * kj::MILLISECONDS);
   // Has the process ended (pidfd readable), or does it within `wait`?
@@ -79,6 +81,9 @@ public:
   // this process's child). Before that: "still running".
 
 private:
+  void killGroup();
+  // SIGKILL what is left in the worker's process group once it has ended.
+
   pid_t pid_ = -1;
   pid_t spawner_ = -1;
   uid_t uid_ = 0;

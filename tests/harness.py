@@ -100,13 +100,27 @@ def pid_alive(pid):
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def leads_its_process_group(pid):
+    """Workers are spawned as process group leaders; what a script forks from a worker has the
+    same executable and title but leads no group (tools/pyworker-debug tells them apart so)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return int(fields[2]) == pid
+
+
 def worker_pids(token):
-    """Live worker processes that carry `token` in their argv or environment."""
+    """Live worker processes that carry `token` in their argv or environment (not the
+    processes their scripts forked: script_pids() finds those)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         pid = int(entry)
+        if not leads_its_process_group(pid):
+            continue
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 argv = f.read().split(b"\0")
@@ -129,6 +143,24 @@ def worker_pids(token):
             if mine and pid_alive(pid):
                 found.append(pid)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def script_pids(token):
+    """Live processes other than this one that carry `token` in their environment: what a
+    test's nbdkit, workers and the processes their scripts started inherited
+    (PYWORKER_TEST_TOKEN). Once nbdkit has exited, none should be left."""
+    found = []
+    marker = b"PYWORKER_TEST_TOKEN=" + token.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if marker in f.read().split(b"\0") and pid_alive(int(entry)):
+                    found.append(int(entry))
+        except OSError:
             continue
     return found
 
@@ -302,8 +334,19 @@ class NbdkitTestCase(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # Then what the scripts started (worker/descendants.h): nothing outlives its worker.
+        stray = [] if REFERENCE else [p for p in script_pids(self.token) if p not in left]
+        stray_titles = {}
+        for pid in stray:
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    stray_titles[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.assertEqual(left, [], "worker processes left after nbdkit exited")
+        self.assertEqual(stray_titles, {}, "processes of the script left after nbdkit exited")
         new_reports = sorted(set(sanitizer_reports()) - set(self.reports_before))
         self.assertEqual(new_reports, [], "sanitizer reports:\n" + "".join(
             "=== %s\n%s" % (path, read_head(path)) for path in new_reports))

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import harness
 from harness import PYTHON, PYWORKER, NbdkitTestCase, errno_name
@@ -27,6 +28,10 @@ def attempt(func, *args):
 
 def report(h, size=64 * 1024):
     return json.loads(h.pread(size, 0).rstrip(b"\0"))
+
+
+def report_at(h, offset, size=64 * 1024):
+    return json.loads(h.pread(size, offset).rstrip(b"\0"))
 
 
 def nbdinfo_json(test, server, *args, export=""):
@@ -444,6 +449,165 @@ class ModuleTest(NbdkitTestCase):
         self.assertEqual(got["ENOENT"], "EINVAL")
         self.assertEqual(got["EIO"], "EIO")
         self.assertEqual(out[PYWORKER][-2:], [("ok", None), ("error", "EIO")])
+
+
+class ParseFunctionsTest(NbdkitTestCase):
+    """nbdkit.parse_delay() and nbdkit.parse_probability(), which nbdkit's python plugin has
+    from 1.40 and 1.36 on: pyworker serves them under every nbdkit (pure parsing, done in the
+    worker), a deliberate difference from nbdkit python 1.32 (README)."""
+
+    def test_slow_disk_parses_in_config_and_sleeps_in_pread(self):
+        if harness.REFERENCE:
+            self.skipTest("nbdkit 1.32's python plugin has no parse_delay()/parse_probability()")
+        server = self.start(self.script("compat-parse.py"), "delay=1.5ms", "p=10%")
+        h = server.connect()
+        start = time.monotonic()
+        self.assertEqual(len(h.pread(512, 4096)), 512)   # 100 x nanosleep(0, 1500000)
+        elapsed = time.monotonic() - start
+        seen = report(h, 64 * 1024)
+        self.assertEqual(seen["delay"], [0, 1500000])
+        self.assertEqual(seen["p"], 0.1)
+        self.assertEqual(seen["types"], ["tuple", "int", "int", "float"])
+        self.assertGreaterEqual(seen["slept"], 0.15)
+        self.assertGreaterEqual(elapsed, 0.15)
+        self.assertLess(seen["slept"], 10)
+
+    def test_nbdkit_python_1_32_lacks_them(self):
+        # The difference is deliberate (README "Differences from nbdkit python"): recorded here
+        # so that an nbdkit upgrade that brings them shows up.
+        r = self.run_nbdkit("-f", "-U", os.path.join(self.tmp, "sock"),
+                            script=self.script("compat-parse.py"), plugin=PYTHON,
+                            params=["delay=1.5ms", "p=10%"], timeout=30)
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertIn("AttributeError: module 'nbdkit' has no attribute 'parse_delay'", r.stderr)
+        text = "import nbdkit\nprint(hasattr(nbdkit, 'parse_probability'))\n"
+        r = self.run_nbdkit("--dump-plugin", script=self.script("has-parse.py", text),
+                            plugin=PYTHON)
+        self.assertIn("False", r.stdout + r.stderr)
+
+    def test_bad_strings_raise_value_error_and_log_what_and_the_string(self):
+        if harness.REFERENCE:
+            self.skipTest("nbdkit 1.32's python plugin has no parse_delay()/parse_probability()")
+        server = self.start(self.script("compat-parse.py"), "delay=0", "p=0")
+        seen = report(server.connect(), 64 * 1024)
+        delay_error = ["raised ValueError", "Unable to parse string as delay"]
+        p_error = ["raised ValueError", "Unable to parse string as probability"]
+        for s, got in seen["bad_delay"].items():
+            self.assertEqual(got, delay_error, repr(s))
+        self.assertEqual(seen["bad_p"].pop("1e10"), ["ok", 1e10])  # probabilities may exceed 1
+        for s, got in seen["bad_p"].items():
+            self.assertEqual(got, p_error, repr(s))
+        self.assertEqual([o[0] for o in seen["not_str"]], ["raised TypeError"] * 3)
+        self.assertEqual(seen["nul"], ["raised ValueError", "embedded null character"])
+        # nbdkit_error() names `what` and the string, as nbdkit >= 1.36/1.40 do
+        log = server.stderr()
+        for line in ['bad-delay: could not parse delay or sleep: "-1"',
+                     'bad-delay: could not parse delay or sleep: "nan"',
+                     'bad-delay: could not parse delay or sleep: "12junk"',
+                     'bad-delay: could not parse delay or sleep: ""',
+                     'bad-delay: delay or sleep too long (the longest is 4294967295.999999999s):'
+                     ' "1e10"',
+                     "bad-p: could not parse '-0' as a probability",
+                     "bad-p: could not parse 'inf' as a probability",
+                     "bad-p: could not parse '1e400' as a probability",
+                     "bad-p: could not parse '10%x' as a probability",
+                     "bad-p: could not parse '' as a probability"]:
+            self.assertIn(line, log)
+
+    def test_bad_value_in_config_stops_nbdkit_with_a_clear_error(self):
+        if harness.REFERENCE:
+            self.skipTest("nbdkit 1.32's python plugin has no parse_delay()/parse_probability()")
+        for param, lines in [("delay=-1.5ms", ['delay: could not parse delay or sleep: "-1.5ms"',
+                                               "ValueError: Unable to parse string as delay"]),
+                             ("p=NaN", ["p: could not parse 'NaN' as a probability",
+                                        "ValueError: Unable to parse string as probability"])]:
+            r = self.run_nbdkit("-f", "-U", os.path.join(self.tmp, "sock"),
+                                script=self.script("compat-parse.py"), params=[param],
+                                timeout=30)
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            for line in lines:
+                self.assertIn(line, r.stderr, param)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp, "sock")))
+
+
+class NewerModuleFunctionsTest(NbdkitTestCase):
+    """The rest of what nbdkit's python plugin gained after 1.32 (nbdkit 1.42's module): served
+    where the worker can do it honestly, a clear error naming the nbdkit release otherwise."""
+
+    NEWER = {"disconnect", "is_tls", "nanosleep", "parse_delay", "parse_probability",
+             "peer_gid", "peer_pid", "peer_security_context", "peer_tls_dn",
+             "peer_tls_issuer_dn", "peer_uid", "read_password", "stdio_safe"}
+    PYWORKER_ONLY = {"peer_name"}  # no nbdkit python has it (its source says why)
+
+    def test_module_is_nbdkit_1_32s_plus_the_newer_functions(self):
+        text = ("import nbdkit\n"
+                "def dump_plugin():\n"
+                "    print('names=' + ','.join(sorted(n for n in dir(nbdkit)\n"
+                "                                     if not n.startswith('_'))))\n"
+                "def open(readonly): return 1\n"
+                "def get_size(h): return 0\n"
+                "def pread(h, count, offset): return b''\n")
+        names = {}
+        for plugin in BOTH:
+            r = self.run_nbdkit("--dump-plugin", script=self.script("names.py", text),
+                                plugin=plugin)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            line = [l for l in r.stdout.splitlines() if l.startswith("names=")][0]
+            names[plugin] = set(line[len("names="):].split(","))
+        if harness.REFERENCE:
+            return
+        # The deliberate difference (README): nbdkit python 1.32 lacks every newer function.
+        self.assertEqual(names[PYWORKER] - names[PYTHON], self.NEWER | self.PYWORKER_ONLY)
+        self.assertEqual(names[PYTHON] - names[PYWORKER], set())
+
+    def start_newer(self, *params):
+        return self.start(self.script("compat-newer.py"), *params)
+
+    def test_read_password_from_a_file_and_as_given(self):
+        if harness.REFERENCE:
+            self.skipTest("nbdkit 1.32's python plugin has no read_password()")
+        path = os.path.join(self.tmp, "password.txt")
+        with open(path, "w") as f:
+            f.write("testing 1 2 3\nsecond line\n")
+        for value, expected in [("+" + path, b"testing 1 2 3"), ("s3cret", b"s3cret")]:
+            h = self.start_newer("password=" + value).connect()
+            self.assertEqual(h.pread(len(expected) + 1, 0), expected + b"\0")
+            seen = report_at(h, MiB)
+            self.assertEqual(seen["password_type"], "bytes")
+
+    def test_read_password_forms_the_worker_cannot_serve(self):
+        if harness.REFERENCE:
+            self.skipTest("nbdkit 1.32's python plugin has no read_password()")
+        for value, line in [("-", "stdin is not available for reading password"),
+                            ("-3", "cannot use password -FD under pyworker"),
+                            ("+/nonexistent/pw", "open /nonexistent/pw: No such file or directory")]:
+            r = self.run_nbdkit("-f", "-U", os.path.join(self.tmp, "sock"),
+                                script=self.script("compat-newer.py"),
+                                params=["password=" + value], timeout=30)
+            self.assertNotEqual(r.returncode, 0, r.stderr)
+            self.assertIn(line, r.stderr, value)
+            self.assertIn("ValueError: Unable to parse parameter as a password", r.stderr)
+
+    def test_stdio_safe_and_what_nbdkit_1_32_cannot_tell(self):
+        if harness.REFERENCE:
+            self.skipTest("nbdkit 1.32's python plugin has none of these")
+        server = self.start_newer()
+        seen = report_at(server.connect(), MiB)
+        self.assertIs(seen["stdio_safe"], False)
+        self.assertEqual(seen["config_peer"],
+                         [["raised ValueError", "Unable to get client " + which]
+                          for which in ("pid", "uid", "gid")])
+        self.assertIn("no connection in this thread", server.stderr())
+        got = seen["open"]
+        self.assertEqual(got.pop("stdio_safe"), ["ok", False])
+        releases = {"peer_security_context": ("security context", "1.36"),
+                    "peer_tls_dn": ("TLS DN", "1.40"),
+                    "peer_tls_issuer_dn": ("TLS DN", "1.40")}
+        for name, (what, release) in releases.items():
+            kind, message = got[name]
+            self.assertEqual(kind, "raised ValueError", name)
+            self.assertIn(what, message, name)
+            self.assertIn("nbdkit.%s() needs nbdkit >= %s" % (name, release), message)
 
 
 class BadReturnsTest(NbdkitTestCase):

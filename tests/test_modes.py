@@ -390,10 +390,11 @@ class LeakCheckSelfTest(NbdkitTestCase):
     like this test's worker (argv[0] and token) is found, and another test's is not."""
 
     def test_leak_check_sees_a_worker(self):
-        # bash's exec -a gives the fake the worker's name as argv[0]
+        # bash's exec -a gives the fake the worker's name as argv[0]; like a worker, it leads
+        # its own process group (what a script forks from a worker does not: not a worker)
         fake = subprocess.Popen("exec -a %s /usr/bin/python3 -c 'import time; time.sleep(30)' "
                                 "-- ramdisk-%s.py" % (harness.WORKER_NAME, self.token),
-                                shell=True, executable="/bin/bash")
+                                shell=True, executable="/bin/bash", process_group=0)
         try:
             self.assertEqual(wait_until(lambda: harness.worker_pids(self.token), 5),
                              [fake.pid])

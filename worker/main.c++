@@ -1,6 +1,7 @@
 // nbdkit-pyworker-worker: serves `Worker` over the fds the pyworker plugin gives it, runs the
 // script in an embedded CPython, and ends when the serving connection ends.
 
+#include "descendants.h"
 #include "host-link.h"
 #include "lane-server.h"
 #include "open-handle.h"
@@ -176,6 +177,7 @@ void forgetForeignMainThread() {
   if (!idle) {
     // A callback is still running (maybe hung, maybe holding the GIL): finalizing would wait
     // for it. The plugin is gone, so nobody wants its answer.
+    endDescendants();
     fflush(nullptr);
     _exit(0);
   }
@@ -183,12 +185,16 @@ void forgetForeignMainThread() {
   // own threads: a watchdog ends the process if finalizing takes too long.
   std::thread([]() {
     std::this_thread::sleep_for(std::chrono::seconds(5));
+    endDescendants();
     fflush(nullptr);
     _exit(0);
   }).detach();
   PyEval_RestoreThread(mainThread);
   forgetForeignMainThread();
   Py_FinalizeEx();
+  // After the script's atexit handlers, which may end their helpers gently: what is left of
+  // what the script started ends with the worker (descendants.h).
+  endDescendants();
   exit(0);
 }
 
@@ -198,6 +204,10 @@ int run(const Arguments& arguments) {
   // Nothing of nbdkit's (client sockets, the other end of our socketpairs) may stay open here.
   KJ_SYSCALL(close_range(highest + 1, ~0U, 0));
   signal(SIGPIPE, SIG_IGN);
+  if (!becomeSubreaper()) {
+    // Linux >= 3.4 has it: then a setsid() daemon of the script outlives a killed worker.
+    perror("nbdkit-pyworker-worker: prctl(PR_SET_CHILD_SUBREAPER)");
+  }
   startOrphanWatch(arguments.serveFd, ORPHAN_GRACE);
 
   registerNbdkitModule();

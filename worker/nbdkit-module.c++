@@ -2,8 +2,11 @@
 
 #include "call-context.h"
 #include "host-link.h"
+#include "parse-delay.h"
+#include "parse-probability.h"
 #include "parse-size.h"
 #include "python-ref.h"
+#include "read-password.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -79,6 +82,34 @@ PyObject* parseSize(PyObject*, PyObject* args) {
   return PyLong_FromLongLong(std::get<int64_t>(result));
 }
 
+// nbdkit ≥ 1.36 / 1.40 call nbdkit_parse_probability() / nbdkit_parse_delay(); the worker parses
+// the same way itself (parse-probability.c++, parse-delay.c++), so these exist under every nbdkit.
+// As with parse_size: nbdkit_error() names `what` and the string, the exception is nbdkit's.
+PyObject* parseProbability(PyObject*, PyObject* args) {
+  const char *what, *text;
+  if (!PyArg_ParseTuple(args, "ss:parse_probability", &what, &text)) return nullptr;
+  auto result = pyworker::parseProbability(what, text);
+  if (auto* error = std::get_if<ParseProbabilityError>(&result)) {
+    toHost([&](HostLink& host) { host.error(error->message); });
+    PyErr_SetString(PyExc_ValueError, "Unable to parse string as probability");
+    return nullptr;
+  }
+  return PyFloat_FromDouble(std::get<double>(result));
+}
+
+PyObject* parseDelay(PyObject*, PyObject* args) {
+  const char *what, *text;
+  if (!PyArg_ParseTuple(args, "ss:parse_delay", &what, &text)) return nullptr;
+  auto result = pyworker::parseDelay(what, text);
+  if (auto* error = std::get_if<ParseDelayError>(&result)) {
+    toHost([&](HostLink& host) { host.error(error->message); });
+    PyErr_SetString(PyExc_ValueError, "Unable to parse string as delay");
+    return nullptr;
+  }
+  const Delay& delay = std::get<Delay>(result);
+  return Py_BuildValue("(II)", delay.seconds, delay.nanoseconds);
+}
+
 PyObject* shutdown(PyObject*, PyObject*) {
   toHost([](HostLink& host) { host.shutdown(); });
   Py_RETURN_NONE;
@@ -150,23 +181,73 @@ PyObject* peerName(PyObject*, PyObject*) {
   }
 }
 
+// nbdkit's python plugin (≥ 1.38) raises ValueError("Unable to get client pid") whenever
+// nbdkit_peer_pid() fails: no connection in this thread, or a TCP client. Scripts catch that.
 template <int64_t ConnectionInfo::*field>
-PyObject* peerId(const char* function) {
+PyObject* peerId(const char* which) {
   const ConnectionInfo* conn = connection();
-  if (!conn) return noConnection(function);
-  if (conn->*field < 0) return failed(function);
+  if (!conn) toHost([](HostLink& host) { host.error("no connection in this thread"); });
+  if (!conn || conn->*field < 0) {
+    PyErr_Format(PyExc_ValueError, "Unable to get client %s", which);
+    return nullptr;
+  }
   return PyLong_FromLongLong(conn->*field);
 }
 
-PyObject* peerPid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerPid>("peer_pid"); }
-PyObject* peerUid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerUid>("peer_uid"); }
-PyObject* peerGid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerGid>("peer_gid"); }
+PyObject* peerPid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerPid>("pid"); }
+PyObject* peerUid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerUid>("uid"); }
+PyObject* peerGid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerGid>("gid"); }
+
+// What nbdkit 1.32 cannot tell (nbdkit_peer_security_context() came in 1.36,
+// nbdkit_peer_tls_dn() and nbdkit_peer_tls_issuer_dn() in 1.40) and the plugin does not capture:
+// nbdkit's own exception for "unavailable", which scripts already handle, with the reason.
+PyObject* unavailable(const char* function, const char* nbdkitsText, const char* release) {
+  PyErr_Format(PyExc_ValueError,
+               "%s: nbdkit.%s() needs nbdkit >= %s, and pyworker does not pass it from nbdkit "
+               "to the worker yet", nbdkitsText, function, release);
+  return nullptr;
+}
+
+PyObject* peerSecurityContext(PyObject*, PyObject*) {
+  return unavailable("peer_security_context", "Unable to get client security context", "1.36");
+}
+PyObject* peerTlsDn(PyObject*, PyObject*) {
+  return unavailable("peer_tls_dn", "Unable to get client TLS DN", "1.40");
+}
+PyObject* peerTlsIssuerDn(PyObject*, PyObject*) {
+  return unavailable("peer_tls_issuer_dn", "Unable to get issuer TLS DN", "1.40");
+}
+
+PyObject* stdioSafe(PyObject*, PyObject*) {
+  // The worker's stdin is /dev/null and its stdout goes to nbdkit's stderr: interacting with
+  // the user through them never works, whatever nbdkit's answer would be.
+  Py_RETURN_FALSE;
+}
+
+PyObject* readPassword(PyObject*, PyObject* args) {
+  const char* value;
+  if (!PyArg_ParseTuple(args, "s:read_password", &value)) return nullptr;
+  std::variant<std::string, ReadPasswordError> result;
+  {
+    GilRelease unlocked;  // +FILE may be a FIFO
+    result = pyworker::readPassword(value);
+  }
+  if (auto* error = std::get_if<ReadPasswordError>(&result)) {
+    toHost([&](HostLink& host) { host.error(error->message); });
+    PyErr_SetString(PyExc_ValueError, "Unable to parse parameter as a password");
+    return nullptr;
+  }
+  const std::string& password = std::get<std::string>(result);
+  return PyBytes_FromStringAndSize(password.data(), password.size());
+}
 
 PyMethodDef methods[] = {
     {"debug", debug, METH_VARARGS, "Print a debug message"},
     {"export_name", exportName, METH_NOARGS, "Return the optional export name negotiated with the client"},
     {"set_error", setError, METH_VARARGS, "Store an errno value prior to throwing an exception"},
     {"parse_size", parseSize, METH_VARARGS, "Parse human-readable size strings into bytes"},
+    {"parse_probability", parseProbability, METH_VARARGS, "Parse probability strings into floating point number"},
+    {"parse_delay", parseDelay, METH_VARARGS, "Parse delay and sleep strings into (sec, nsec) pair"},
     {"shutdown", shutdown, METH_NOARGS, "Request asynchronous shutdown"},
     {"disconnect", disconnect, METH_VARARGS, "Request disconnection from current client"},
     {"is_tls", isTls, METH_NOARGS, "Return True if the client completed TLS authentication"},
@@ -175,6 +256,11 @@ PyMethodDef methods[] = {
     {"peer_pid", peerPid, METH_NOARGS, "Return the client's process ID (Unix sockets)"},
     {"peer_uid", peerUid, METH_NOARGS, "Return the client's user ID (Unix sockets)"},
     {"peer_gid", peerGid, METH_NOARGS, "Return the client's group ID (Unix sockets)"},
+    {"peer_security_context", peerSecurityContext, METH_NOARGS, "Return the client security context"},
+    {"peer_tls_dn", peerTlsDn, METH_NOARGS, "Return the client TLS Distinguished Name"},
+    {"peer_tls_issuer_dn", peerTlsIssuerDn, METH_NOARGS, "Return the client certificate issuer's TLS Distinguished Name"},
+    {"read_password", readPassword, METH_VARARGS, "Read a password from a config parameter"},
+    {"stdio_safe", stdioSafe, METH_NOARGS, "Return True if it is safe to interact with stdin and stdout"},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -1,5 +1,7 @@
 #include "orphan-watch.h"
 
+#include "descendants.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -40,6 +42,7 @@ void startOrphanWatch(int servingFd, std::chrono::milliseconds grace) {
     fputs("nbdkit-pyworker-worker: the plugin is gone while the script is still running on "
           "the main thread: exiting\n", stderr);
     fflush(nullptr);
+    endDescendants();
     _exit(1);
   }).detach();
 }
