@@ -37,7 +37,10 @@ ScriptOutcome ScriptOutcome::from(rpc::Status::Reader status) {
     outcome.error = errnoFromReply(error);
     auto message = status.getMessage();
     outcome.message.assign(message.begin(), message.size());
-    if (outcome.message.empty()) outcome.message = "script callback failed";
+    // An EOPNOTSUPP without a message is zero's request to fall back to writing zeroes,
+    // which nbdkit python makes silently.
+    bool fallback = error == EOPNOTSUPP || error == ENOTSUP;
+    if (outcome.message.empty() && !fallback) outcome.message = "script callback failed";
   }
   outcome.disconnect = status.getDisconnect();
   return outcome;
@@ -52,7 +55,7 @@ bool ScriptOutcome::report() const {
     }
   }
   if (error == 0) return true;
-  nbdkit_error("%s", message.c_str());
+  if (!message.empty()) nbdkit_error("%s", message.c_str());
   nbdkit_set_error(error);
   return false;
 }

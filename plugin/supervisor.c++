@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <kj/debug.h>
@@ -123,6 +124,8 @@ std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const ch
 
 void Supervisor::configure(WorkerLink& link) {
   ScriptOutcome outcome;
+  std::string printed;
+  int exitStatus = -1;
   link.run([&](rpc::Worker::Client& worker) {
     auto request = worker.loadRequest();
     request.setScript(setup_.script);
@@ -130,12 +133,24 @@ void Supervisor::configure(WorkerLink& link) {
     request.setHost(link.host());
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
+      printed = response.getPrinted();
+      exitStatus = response.getExitStatus();
       auto info = response.getInfo();
       info_.apiVersion = info.getApiVersion();
       info_.pythonVersion = info.getPythonVersion();
       info_.pep384AbiVersion = info.getPep384AbiVersion();
     });
   });
+  // Python's own output comes first (the traceback), then nbdkit's line, as in-process.
+  if (!printed.empty()) {
+    fputs(printed.c_str(), stderr);
+    fflush(stderr);
+  }
+  if (exitStatus >= 0 && configIo_) {
+    // sys.exit(n) while nbdkit starts: nbdkit python's process exits with n, at once. (In a
+    // replacement worker, nbdkit serving already, it is a failed load like any other.)
+    exit(exitStatus & 0xff);
+  }
   if (!outcome.report()) throw ScriptFailed();
 
   for (auto& [key, value] : setup_.scriptConfig) {

@@ -99,9 +99,13 @@ interface Worker {
   # Process-wide callbacks, in nbdkit's order. The plugin calls `load` once, first.
 
   load @0 (script :Text, host :Host, debugWait :Bool)
-      -> (status :Status, info :ScriptInfo);
+      -> (status :Status, info :ScriptInfo, printed :Text, exitStatus :Int32 = -1);
   # Runs the script as __main__ and checks that open, get_size and pread exist. With
   # debugWait, first waits (without the GIL) until a debugger has attached to the worker.
+  # printed: what Python prints on stderr before nbdkit's "error running this script" line
+  # (the traceback, or sys.exit("message")'s message), which the plugin shows first.
+  # exitStatus: the script called sys.exit() while loading; nbdkit python's process exits
+  # with this status at once (PyErr_Print() does), and so does nbdkit with pyworker. -1: no.
   config @1 (key :Text, value :Text) -> (status :Status);
   configComplete @2 () -> (status :Status);
   threadModel @3 () -> (status :Status, model :Int32);
