@@ -18,6 +18,11 @@ struct Status {
   disconnect @2 :Disconnect;
   # nbdkit.disconnect() was called during this callback: the plugin calls nbdkit_disconnect()
   # on the connection's own thread, which is the only place nbdkit accepts it.
+  errors @3 :List(Text);
+  # What nbdkit itself would have logged with nbdkit_error() during the callback, from inside
+  # the `nbdkit` module (export_name() with no export chosen yet: "no connection in this
+  # thread"), whether the callback failed or not. The plugin logs them first, on the calling
+  # thread, so that they carry the connection's prefix as in-process.
 }
 
 enum Disconnect {

@@ -107,6 +107,7 @@ Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& v
       switch (question.kind) {
       case Question::BOOLEAN:
         value = toBool(answer.get());
+        if (which == rpc::Query::CAN_ZERO) h.canZero = value;
         break;
       case Question::FUA:
         value = toChoice(answer.get(), question.callback, 2,
@@ -120,13 +121,16 @@ Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& v
       return;
     }
     if (which == rpc::Query::CAN_FAST_ZERO) {
-      // Without can_fast_zero, 1.32 answers "not can_zero", asking the script's can_zero
-      // again (or looking for zero): nbdkit then fails fast zero requests itself when it
-      // would have to write zeroes slowly.
-      if (PyRef canZero = script.lookup("can_zero")) {
+      // Without can_fast_zero, 1.32 answers "not can_zero" (the script's answer, kept from
+      // nbdkit's can_zero question, else whether zero exists): nbdkit then fails fast zero
+      // requests itself when it would have to write zeroes slowly.
+      if (h.canZero >= 0) {
+        value = !h.canZero;
+      } else if (PyRef canZero = script.lookup("can_zero")) {
         PyRef answer(PyObject_CallFunctionObjArgs(canZero.get(), self(h), nullptr));
         if (!answer) throw PythonError{"can_zero"};
-        value = !toBool(answer.get());
+        h.canZero = toBool(answer.get());
+        value = !h.canZero;
       } else {
         value = !script.defined("zero");
       }
@@ -175,7 +179,7 @@ Outcome HandleCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint3
                               uint64_t offset, uint32_t flags) const {
   return script.call("pwrite", &h.connection, [&]() {
     PyRef fn = script.lookup("pwrite");
-    if (!fn) throw ScriptError{"pwrite not implemented", true};
+    if (!fn) throw ScriptError{"pwrite not implemented", false, true};
     if (script.apiVersion() == 1) {
       // API 1 scripts got a bytearray in-process: a private, writable copy.
       PyRef buffer = checked(PyByteArray_FromStringAndSize(
@@ -196,7 +200,7 @@ Outcome HandleCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint3
 Outcome HandleCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
   return script.call("flush", &h.connection, [&]() {
     PyRef fn = script.lookup("flush");
-    if (!fn) throw ScriptError{"flush not implemented", true};
+    if (!fn) throw ScriptError{"flush not implemented", false, true};
     if (script.apiVersion() == 1) {
       checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
     } else {
@@ -209,7 +213,7 @@ Outcome HandleCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offs
                             uint32_t flags) const {
   return script.call("trim", &h.connection, [&]() {
     PyRef fn = script.lookup("trim");
-    if (!fn) throw ScriptError{"trim not implemented", true};
+    if (!fn) throw ScriptError{"trim not implemented", false, true};
     if (script.apiVersion() == 1) {
       checked(PyObject_CallFunction(fn.get(), "OIK", self(h), count, at(offset)));
     } else {
@@ -250,7 +254,7 @@ Outcome HandleCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t off
                              uint32_t flags) const {
   return script.call("cache", &h.connection, [&]() {
     PyRef fn = script.lookup("cache");
-    if (!fn) throw ScriptError{"cache not implemented", true};
+    if (!fn) throw ScriptError{"cache not implemented", false, true};
     checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count, at(offset), flags));
   });
 }

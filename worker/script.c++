@@ -13,6 +13,10 @@ void Outcome::fill(rpc::Status::Builder status) const {
   status.setErrno(error);
   status.setMessage(message);
   status.setDisconnect(disconnect);
+  if (!errors.empty()) {
+    auto list = status.initErrors(errors.size());
+    for (size_t i = 0; i < errors.size(); ++i) list.set(i, errors[i]);
+  }
 }
 
 PyRef checked(PyObject* result) {
@@ -131,15 +135,10 @@ Outcome Script::load(const std::string& path, LoadFailure& failure) {
     PyErr_Clear();
     version = 1;
   } else {
-    int overflow = 0;
-    long value = PyLong_Check(apiVersion.get())
-        ? PyLong_AsLongAndOverflow(apiVersion.get(), &overflow) : 0;
-    if (!PyLong_Check(apiVersion.get()) || overflow != 0) {
-      outcome.error = EINVAL;
-      outcome.message = path + ": API_VERSION must be an int, not " +
-          (overflow ? "a value this large" : "'" + typeName(apiVersion.get()) + "'");
-      return outcome;
-    }
+    // PyLong_AsLong(), as nbdkit python: __index__ objects count, anything else (or an int
+    // too large) is -1 and so an unknown version.
+    long value = PyLong_AsLong(apiVersion.get());
+    if (value == -1 && PyErr_Occurred()) PyErr_Clear();
     {
       GilRelease unlocked;
       host.debug("module requested API_VERSION " + std::to_string(value));
@@ -200,6 +199,7 @@ Outcome Script::call(const char* callback, const ConnectionInfo* connection,
   }
   outcome.requestedError = scope.state().error;
   outcome.disconnect = scope.state().disconnect;
+  outcome.errors = std::move(scope.state().errors);
   return outcome;
 }
 

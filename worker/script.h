@@ -8,6 +8,7 @@
 #include <kj/function.h>
 
 #include <string>
+#include <vector>
 
 namespace pyworker {
 
@@ -19,6 +20,7 @@ struct Outcome {
   std::string message;
   rpc::Disconnect disconnect = rpc::Disconnect::NONE;
   int requestedError = 0;  // what set_error() gave, even on success (zero's EOPNOTSUPP rule)
+  std::vector<std::string> errors;  // CallState::errors
 
   bool ok() const { return error == 0; }
   void fill(rpc::Status::Builder status) const;
