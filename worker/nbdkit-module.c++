@@ -43,7 +43,8 @@ PyObject* noConnection(const char* function) {
   // nbdkit's own complaint, then the python plugin's exception.
   // Inside a callback it goes back with the call's outcome, so that the plugin logs it on the
   // connection's thread (with its prefix), as nbdkit does in-process.
-  if (CallState* call = currentCall()) {
+  CallState* call = currentCall();
+  if (call && call->connection) {
     call->errors.push_back("no connection in this thread");
   } else {
     toHost([](HostLink& host) { host.error("no connection in this thread"); });
