@@ -1,6 +1,8 @@
 #include "bring-up.h"
 
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <kj/debug.h>
@@ -30,9 +32,11 @@ void require(bool succeeded) {
 
 }  // namespace
 
-ScriptInfo loadScript(WorkerLink& link, const WorkerSetup& setup) {
+ScriptInfo loadScript(WorkerLink& link, const WorkerSetup& setup, Start start) {
   ScriptOutcome outcome;
   ScriptInfo info;
+  std::string printed;
+  int exitStatus = -1;
   link.run([&](rpc::Worker::Client& worker) {
     auto request = worker.loadRequest();
     request.setScript(setup.script);
@@ -40,12 +44,23 @@ ScriptInfo loadScript(WorkerLink& link, const WorkerSetup& setup) {
     request.setHost(link.host());
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
+      printed = response.getPrinted();
+      exitStatus = response.getExitStatus();
       auto reply = response.getInfo();
       info.apiVersion = reply.getApiVersion();
       info.pythonVersion = reply.getPythonVersion();
       info.pep384AbiVersion = reply.getPep384AbiVersion();
     });
   });
+  // Python's own output comes first (the traceback), then nbdkit's line, as in-process.
+  if (!printed.empty()) {
+    fputs(printed.c_str(), stderr);
+    fflush(stderr);
+  }
+  if (exitStatus >= 0 && start == Start::NBDKIT) {
+    // sys.exit(n) while nbdkit starts: nbdkit python's process exits with n, at once.
+    exit(exitStatus & 0xff);
+  }
   require(outcome.report());
 
   for (auto& [key, value] : setup.scriptConfig) {

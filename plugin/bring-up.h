@@ -29,8 +29,15 @@ bool runStatusCall(WorkerLink& link, Request&& makeRequest) {
   return outcome.report();
 }
 
-ScriptInfo loadScript(WorkerLink& link, const WorkerSetup& setup);
-// load, then every config key in order. Throws ScriptFailed (reported).
+enum class Start {
+  NBDKIT,  // a first worker, while nbdkit starts
+  LATER,   // a replacement or reloaded worker, while nbdkit serves
+};
+
+ScriptInfo loadScript(WorkerLink& link, const WorkerSetup& setup, Start start);
+// load, then every config key in order. Throws ScriptFailed (reported). A script that calls
+// sys.exit(n) at load while nbdkit starts makes nbdkit exit with n, as in-process; later it
+// is a failed load like any other.
 
 void configComplete(WorkerLink& link);
 void getReady(WorkerLink& link);

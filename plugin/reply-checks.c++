@@ -103,8 +103,9 @@ void checkExtents(const std::vector<ExtentEntry>& extents) {
       return "extent " + std::to_string(i) + " (" + std::to_string(e.offset) + ", " +
              std::to_string(e.length) + ", " + std::to_string(e.type) + ")";
     };
-    if (e.type > 3) scriptFault(item() + ": type " + std::to_string(e.type));
-    if (e.length > UINT64_MAX - e.offset) scriptFault(item() + " ends past 2^64");
+    // Any type and a length running past 2^64 are nbdkit's to handle, as for nbdkit python
+    // (it sends type & 3, and its arithmetic wraps): only what nbdkit_add_extent() refuses
+    // is refused, contiguity in the same wrapping 64-bit arithmetic.
     if (i > 0 && e.offset != extents[i - 1].offset + extents[i - 1].length) {
       scriptFault(item() + " does not start where the previous one ended (extents must be "
                   "contiguous, in ascending order)");

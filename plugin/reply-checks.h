@@ -65,9 +65,10 @@ void checkExtentCount(size_t count);
 // SCRIPT.
 
 void checkExtents(const std::vector<ExtentEntry>& extents);
-// SCRIPT: every extent starts where the previous one ended (ascending, contiguous), none runs
-// past 2^64, types are NBDKIT_EXTENT_HOLE|NBDKIT_EXTENT_ZERO bits only. Extents before or after
-// the request are allowed: nbdkit_add_extent() clips them, as for nbdkit python.
+// SCRIPT: every extent starts where the previous one ended (ascending, contiguous, in
+// nbdkit_add_extent()'s wrapping 64-bit arithmetic). Any type, and extents before, after or
+// running past the request (or past 2^64) are allowed: nbdkit clips them and sends type & 3,
+// as for nbdkit python.
 
 int errnoFromReply(int32_t error);
 // The errno a failed reply carries, to hand to nbdkit_set_error(): 1..MAX_ERRNO as given,

@@ -12,6 +12,9 @@ namespace pyworker {
 
 namespace {
 
+constexpr size_t MAX_RELAYED_ERRORS = 16;
+// A script calling export_name() in a loop must not flood nbdkit's log from one call.
+
 using DisconnectFunction = void (*)(int force);
 
 DisconnectFunction nbdkitDisconnect() {
@@ -37,13 +40,23 @@ ScriptOutcome ScriptOutcome::from(rpc::Status::Reader status) {
     outcome.error = errnoFromReply(error);
     auto message = status.getMessage();
     outcome.message.assign(message.begin(), message.size());
-    if (outcome.message.empty()) outcome.message = "script callback failed";
+    // An EOPNOTSUPP without a message is zero's request to fall back to writing zeroes,
+    // which nbdkit python makes silently.
+    bool fallback = error == EOPNOTSUPP || error == ENOTSUP;
+    if (outcome.message.empty() && !fallback) outcome.message = "script callback failed";
   }
   outcome.disconnect = status.getDisconnect();
+  // Untrusted: a few, each bounded by the message's own limits.
+  size_t kept = 0;
+  for (auto text : status.getErrors()) {
+    if (++kept > MAX_RELAYED_ERRORS) break;
+    outcome.errors.emplace_back(text.begin(), text.size());
+  }
   return outcome;
 }
 
 bool ScriptOutcome::report() const {
+  for (auto& text : errors) nbdkit_error("%s", text.c_str());
   if (disconnect != rpc::Disconnect::NONE) {
     bool force = disconnect == rpc::Disconnect::FORCE;
     if (!disconnectClient(force)) {
@@ -52,7 +65,7 @@ bool ScriptOutcome::report() const {
     }
   }
   if (error == 0) return true;
-  nbdkit_error("%s", message.c_str());
+  if (!message.empty()) nbdkit_error("%s", message.c_str());
   nbdkit_set_error(error);
   return false;
 }

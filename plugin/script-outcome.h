@@ -3,6 +3,7 @@
 // the connection's own thread, where nbdkit_set_error() and nbdkit_disconnect() belong.
 
 #include <string>
+#include <vector>
 
 #include "pyworker.capnp.h"
 
@@ -17,6 +18,7 @@ struct ScriptOutcome {
   int error = 0;
   std::string message;
   rpc::Disconnect disconnect = rpc::Disconnect::NONE;
+  std::vector<std::string> errors;  // rpc::Status.errors: logged first, success or not
 
   static ScriptOutcome from(rpc::Status::Reader status);
   // Only inside a WorkerLink call. Untrusted: an errno outside 1..4095 becomes EIO.

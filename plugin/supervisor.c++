@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <kj/debug.h>
@@ -92,7 +93,7 @@ const ScriptInfo& Supervisor::start() {
     slot.firstServingSocket = kj::mv(sockets.serving);
     slot.configLink = std::make_unique<ConfigPhaseLink>(*configIo_, kj::mv(sockets.config),
                                                         *slot.firstProcess);
-    info_ = loadScript(*slot.configLink, setup_);
+    info_ = loadScript(*slot.configLink, setup_, Start::NBDKIT);
   }
   return info_;
 }
@@ -282,7 +283,7 @@ std::shared_ptr<WorkerInstance> Supervisor::bringUp(size_t slot, const char* wha
     std::erase_if(bringingUp_, [&](auto& weak) { return weak.lock() == instance; });
   });
   try {
-    loadScript(*instance, setup_);
+    loadScript(*instance, setup_, Start::LATER);
     configComplete(*instance);
     int model = threadModel(*instance);
     if (model != threadModel_) {

@@ -18,6 +18,11 @@ struct Status {
   disconnect @2 :Disconnect;
   # nbdkit.disconnect() was called during this callback: the plugin calls nbdkit_disconnect()
   # on the connection's own thread, which is the only place nbdkit accepts it.
+  errors @3 :List(Text);
+  # What nbdkit itself would have logged with nbdkit_error() during the callback, from inside
+  # the `nbdkit` module (export_name() with no export chosen yet: "no connection in this
+  # thread"), whether the callback failed or not. The plugin logs them first, on the calling
+  # thread, so that they carry the connection's prefix as in-process.
 }
 
 enum Disconnect {
@@ -99,9 +104,13 @@ interface Worker {
   # Process-wide callbacks, in nbdkit's order. The plugin calls `load` once, first.
 
   load @0 (script :Text, host :Host, debugWait :Bool)
-      -> (status :Status, info :ScriptInfo);
+      -> (status :Status, info :ScriptInfo, printed :Text, exitStatus :Int32 = -1);
   # Runs the script as __main__ and checks that open, get_size and pread exist. With
   # debugWait, first waits (without the GIL) until a debugger has attached to the worker.
+  # printed: what Python prints on stderr before nbdkit's "error running this script" line
+  # (the traceback, or sys.exit("message")'s message), which the plugin shows first.
+  # exitStatus: the script called sys.exit() while loading; nbdkit python's process exits
+  # with this status at once (PyErr_Print() does), and so does nbdkit with pyworker. -1: no.
   config @1 (key :Text, value :Text) -> (status :Status);
   configComplete @2 () -> (status :Status);
   threadModel @3 () -> (status :Status, model :Int32);

@@ -115,7 +115,7 @@ std::shared_ptr<WorkerInstance> startWorker(const WorkerSetup& setup) {
                                                  std::nullopt);
   auto socket = process->takeSockets().serving;
   auto instance = std::make_shared<WorkerInstance>(0, kj::mv(process), kj::mv(socket), 10000ms);
-  loadScript(*instance, setup);
+  loadScript(*instance, setup, Start::LATER);
   configComplete(*instance);
   threadModel(*instance);
   getReady(*instance);

@@ -131,15 +131,18 @@ TEST_F(ValueConversions, ExtentRules) {
   // past its end, a first extent starting before the offset.
   EXPECT_NO_THROW(check("[(0, 4096, 0), (4096, 0, 0), (4096, 8192, 1)]", 8192, 4096)(nullptr));
   EXPECT_NO_THROW(check("[(0, 16384, 0), (16384, 4096, 3)]", 4096, 4096)(nullptr));
+  // nbdkit_add_extent()'s refusals, in its words (nbdkit python shows them so).
   EXPECT_EQ(errorOf("None", check("[(0, 4096, 0), (8192, 4096, 0)]", 0, 65536)),
-            "extents returned (8192, 4096, 0) as item 1, expected offset 4096 (extents must be "
-            "contiguous, in ascending order)");
+            "nbdkit_add_extent: extents must be added in ascending order and must be "
+            "contiguous");
   EXPECT_EQ(errorOf("None", check("[(0, 4096, 0), (4096, 0, 0), (0, 4096, 0)]", 0, 8192)),
-            "extents returned (0, 4096, 0) as item 2, expected offset 4096 (extents must be "
-            "contiguous, in ascending order)");
+            "nbdkit_add_extent: extents must be added in ascending order and must be "
+            "contiguous");
   EXPECT_EQ(errorOf("None", check("[(4096, 4096, 0)]", 0, 65536)),
-            "extents returned (4096, 4096, 0) as item 0, which starts after the requested "
-            "offset 0 (the first extent must cover it)");
+            "nbdkit_add_extent: first extent must not be > start (0)");
+  // Its arithmetic wraps at 2^64: a length running past it is contiguous with offset 4095.
+  EXPECT_NO_THROW(check("[(0, 4096, 1), (4096, 2**64 - 1, 0)]", 0, 65536)(nullptr));
+  EXPECT_NO_THROW(check("[(0, 4096, 1), (4096, 2**64 - 1, 0), (4095, 1, 0)]", 0, 65536)(nullptr));
   // Starting at or past the end of the request: nbdkit decides (it knows the export's size).
   EXPECT_NO_THROW(check("[(65536, 4096, 0)]", 0, 65536)(nullptr));
 }
@@ -153,26 +156,26 @@ TEST_F(ValueConversions, Extents) {
   // Any iterable, a generator too.
   EXPECT_EQ(toExtents(eval("((o, 512, 1) for o in range(0, 2048, 512))").get(), "extents")
                 .size(), 4u);
+  // Types as PyLong_AsUnsignedLong() into a uint32_t: any, truncated to 32 bits.
+  EXPECT_EQ(toExtents(eval("[(0, 512, 2**32 + 3)]").get(), "extents")[0].type, 3u);
+  EXPECT_EQ(toExtents(eval("[(0, 512, 8)]").get(), "extents")[0].type, 8u);
   auto convert = [](PyObject* v) { toExtents(v, "extents"); };
-  EXPECT_EQ(errorOf("42", convert),
-            "extents returned 'int', expected an iterable of (offset, length, type) tuples");
-  EXPECT_EQ(errorOf("[]", convert), "extents returned no extents, expected at least one");
+  EXPECT_EQ(errorOf("42", convert), "extents method did not return something which is iterable");
+  EXPECT_EQ(errorOf("[]", convert), "extents method cannot return an empty list");
   EXPECT_EQ(errorOf("[(0, 512, 0), [512, 512, 0]]", convert),
-            "extents returned 'list' [512, 512, 0] as item 1, expected an (offset, length, "
-            "type) tuple");
+            "extents method did not return an iterable of 3-tuples");
   EXPECT_EQ(errorOf("[(0, 512)]", convert),
-            "extents returned 'tuple' (0, 512) as item 0, expected an (offset, length, type) "
-            "tuple");
-  EXPECT_EQ(errorOf("[(0, -512, 0)]", convert),
-            "extents returned -512 as the length of item 0, expected an int between 0 and "
-            "18446744073709551615");
-  EXPECT_EQ(errorOf("[(0, 512, 2**32)]", convert),
-            "extents returned 4294967296 as the type of item 0, expected an int between 0 and "
-            "4294967295");
-  EXPECT_EQ(errorOf("[(0, 512, 'hole')]", convert),
-            "extents returned 'str' as the type of item 0, expected int");
-  // A Python exception while iterating is the script's own error, with its traceback.
-  EXPECT_EQ(errorOf("(1/0 for _ in [1])", convert), "<python error>");
+            "extents method did not return an iterable of 3-tuples");
+  // Conversion errors are Python's own ("PyLong: error: ..."): no __index__, no negatives.
+  EXPECT_EQ(errorOf("[(0, -512, 0)]", convert), "<python error>");
+  EXPECT_EQ(errorOf("[(0, 512, 2**64)]", convert), "<python error>");
+  EXPECT_EQ(errorOf("[(0, 512, 'hole')]", convert), "<python error>");
+  // An iterator raising part-way ends the list; raising at once leaves it empty.
+  auto partial = toExtents(eval("(x if x else 1/0 for x in [(0, 512, 1), None])").get(),
+                           "extents");
+  ASSERT_EQ(partial.size(), 1u);
+  EXPECT_FALSE(PyErr_Occurred());
+  EXPECT_EQ(errorOf("(1/0 for _ in [1])", convert), "extents method cannot return an empty list");
 }
 
 TEST_F(ValueConversions, Exports) {
@@ -185,21 +188,38 @@ TEST_F(ValueConversions, Exports) {
   EXPECT_TRUE(exports[1].hasDescription);
   EXPECT_EQ(exports[2].name, "\xc3\xa9");
   EXPECT_TRUE(toExports(eval("[]").get(), "list_exports").empty());
+  // Bytes too, and a NUL ends a name (nbdkit python strdup()s them).
+  auto bytes = toExports(eval("[b'bx', (b'by', b'dy'), 'c\\x00d']").get(), "list_exports");
+  ASSERT_EQ(bytes.size(), 3u);
+  EXPECT_EQ(bytes[0].name, "bx");
+  EXPECT_EQ(bytes[1].description, "dy");
+  EXPECT_EQ(bytes[2].name, "c");
+  auto partial = toExports(eval("(x if x else 1/0 for x in ['a', None])").get(), "list_exports");
+  EXPECT_EQ(partial.size(), 1u);
+  EXPECT_TRUE(toExports(eval("(1/0 for _ in [1])").get(), "list_exports").empty());
   auto convert = [](PyObject* v) { toExports(v, "list_exports"); };
   EXPECT_EQ(errorOf("None", convert),
-            "list_exports returned 'NoneType', expected an iterable of names or (name, "
-            "description) tuples");
+            "list_exports method did not return something which is iterable");
   EXPECT_EQ(errorOf("['a', 7]", convert),
-            "list_exports returned 'int' 7 as item 1, expected a name or a (name, description) "
-            "tuple");
+            "list_exports method did not return an iterable of 2-tuples");
   EXPECT_EQ(errorOf("[('a', 'b', 'c')]", convert),
-            "list_exports returned 'tuple' ('a', 'b', 'c') as item 0, expected a name or a "
-            "(name, description) tuple");
+            "list_exports method did not return an iterable of 2-tuples");
   EXPECT_EQ(errorOf("[('a', None)]", convert),
-            "list_exports returned 'NoneType' as an export description, expected str");
+            "list_exports method did not return an iterable of string 2-tuples");
+  EXPECT_EQ(errorOf("[b'\\xff']", convert),
+            "list_exports returned an export name b'\\xff' that is not valid UTF-8");
   std::string surrogate = errorOf("['bad\\udcff']", convert);
   EXPECT_EQ(surrogate.rfind("list_exports returned an export name 'bad\\udcff' that is not "
                             "valid UTF-8 (", 0), 0u) << surrogate;
+}
+
+TEST_F(ValueConversions, IndexObjects) {
+  // __index__ is an int to PyLong_AsLong(), as in nbdkit python (get_size, thread_model,
+  // can_fua, can_cache, block_size).
+  eval("exec('class I:\\n def __init__(s, v): s.v = v\\n def __index__(s): return s.v')");
+  EXPECT_EQ(toSize(eval("I(8192)").get(), "get_size"), 8192);
+  EXPECT_EQ(toChoice(eval("I(2)").get(), "can_fua", 2, "names"), 2);
+  EXPECT_EQ(toBlockSize(eval("(I(512), 4096, I(65536))").get(), "block_size").maximum, 65536u);
 }
 
 TEST_F(ValueConversions, Text) {

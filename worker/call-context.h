@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pyworker {
 
@@ -27,6 +28,7 @@ struct CallState {
   const ConnectionInfo* connection = nullptr;  // null outside connection-scoped callbacks
   int error = 0;                               // nbdkit.set_error()
   rpc::Disconnect disconnect = rpc::Disconnect::NONE;
+  std::vector<std::string> errors;  // nbdkit_error() texts for the plugin (rpc::Status.errors)
 };
 
 class CallScope {

@@ -71,7 +71,10 @@ Outcome HandleCallbacks::exportDescription(const OpenHandle& h,
   return script.call("export_description", &h.connection, [&]() {
     if (PyRef fn = script.lookup("export_description")) {
       PyRef text = checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
-      description = utf8(text.get(), "export_description", "the description");
+      description = textAsNbdkit(text.get(), "export_description", "the description");
+      if (!description) {
+        throw ScriptError{"export_description method did not return a string", false, true};
+      }
     }
   });
 }
@@ -89,9 +92,7 @@ Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& v
       {"is_rotational", Question::BOOLEAN, nullptr, false},
       {"can_trim", Question::BOOLEAN, "trim", true},
       {"can_zero", Question::BOOLEAN, "zero", true},
-      {"can_fast_zero", Question::BOOLEAN, "zero", false},
-      // Without can_fast_zero, 1.32 says yes when there is no zero: nbdkit then fails fast
-      // zero requests itself instead of writing slowly.
+      {"can_fast_zero", Question::BOOLEAN, nullptr, false},  // default: see below
       {"can_fua", Question::FUA, "flush", true},
       {"can_cache", Question::CACHE, "cache", true},
       {"can_extents", Question::BOOLEAN, "extents", true},
@@ -106,6 +107,7 @@ Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& v
       switch (question.kind) {
       case Question::BOOLEAN:
         value = toBool(answer.get());
+        if (which == rpc::Query::CAN_ZERO) h.canZero = value;
         break;
       case Question::FUA:
         value = toChoice(answer.get(), question.callback, 2,
@@ -115,6 +117,22 @@ Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& v
         value = toChoice(answer.get(), question.callback, 2,
                          "nbdkit.CACHE_NONE, CACHE_EMULATE or CACHE_NATIVE");
         break;
+      }
+      return;
+    }
+    if (which == rpc::Query::CAN_FAST_ZERO) {
+      // Without can_fast_zero, 1.32 answers "not can_zero" (the script's answer, kept from
+      // nbdkit's can_zero question, else whether zero exists): nbdkit then fails fast zero
+      // requests itself when it would have to write zeroes slowly.
+      if (h.canZero >= 0) {
+        value = !h.canZero;
+      } else if (PyRef canZero = script.lookup("can_zero")) {
+        PyRef answer(PyObject_CallFunctionObjArgs(canZero.get(), self(h), nullptr));
+        if (!answer) throw PythonError{"can_zero"};
+        h.canZero = toBool(answer.get());
+        value = !h.canZero;
+      } else {
+        value = !script.defined("zero");
       }
       return;
     }
@@ -161,7 +179,7 @@ Outcome HandleCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint3
                               uint64_t offset, uint32_t flags) const {
   return script.call("pwrite", &h.connection, [&]() {
     PyRef fn = script.lookup("pwrite");
-    if (!fn) throw ScriptError{"pwrite not implemented", true};
+    if (!fn) throw ScriptError{"pwrite not implemented", false, true};
     if (script.apiVersion() == 1) {
       // API 1 scripts got a bytearray in-process: a private, writable copy.
       PyRef buffer = checked(PyByteArray_FromStringAndSize(
@@ -182,7 +200,7 @@ Outcome HandleCallbacks::pwrite(const OpenHandle& h, const uint8_t* bytes, uint3
 Outcome HandleCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
   return script.call("flush", &h.connection, [&]() {
     PyRef fn = script.lookup("flush");
-    if (!fn) throw ScriptError{"flush not implemented", true};
+    if (!fn) throw ScriptError{"flush not implemented", false, true};
     if (script.apiVersion() == 1) {
       checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
     } else {
@@ -195,7 +213,7 @@ Outcome HandleCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offs
                             uint32_t flags) const {
   return script.call("trim", &h.connection, [&]() {
     PyRef fn = script.lookup("trim");
-    if (!fn) throw ScriptError{"trim not implemented", true};
+    if (!fn) throw ScriptError{"trim not implemented", false, true};
     if (script.apiVersion() == 1) {
       checked(PyObject_CallFunction(fn.get(), "OIK", self(h), count, at(offset)));
     } else {
@@ -236,7 +254,7 @@ Outcome HandleCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t off
                              uint32_t flags) const {
   return script.call("cache", &h.connection, [&]() {
     PyRef fn = script.lookup("cache");
-    if (!fn) throw ScriptError{"cache not implemented", true};
+    if (!fn) throw ScriptError{"cache not implemented", false, true};
     checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count, at(offset), flags));
   });
 }
@@ -245,7 +263,12 @@ Outcome HandleCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t o
                                uint32_t flags, std::vector<ExtentValue>& extents) const {
   return script.call("extents", &h.connection, [&]() {
     PyRef fn = script.lookup("extents");
-    if (!fn) throw ScriptError{"extents not implemented", true};
+    if (!fn) {
+      // can_extents said yes without an extents callback: nbdkit python then reports the
+      // whole range as data, without an error.
+      extents = {ExtentValue{offset, count, 0}};
+      return;
+    }
     PyRef list = checked(PyObject_CallFunction(fn.get(), "OIKI", self(h), count,
                                                at(offset), flags));
     extents = toExtents(list.get(), "extents");

@@ -44,7 +44,14 @@ PyObject* failed(const char* function) {
 
 PyObject* noConnection(const char* function) {
   // nbdkit's own complaint, then the python plugin's exception.
-  toHost([](HostLink& host) { host.error("no connection in this thread"); });
+  // Inside a callback it goes back with the call's outcome, so that the plugin logs it on the
+  // connection's thread (with its prefix), as nbdkit does in-process.
+  CallState* call = currentCall();
+  if (call && call->connection) {
+    call->errors.push_back("no connection in this thread");
+  } else {
+    toHost([](HostLink& host) { host.error("no connection in this thread"); });
+  }
   return failed(function);
 }
 

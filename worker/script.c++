@@ -13,6 +13,10 @@ void Outcome::fill(rpc::Status::Builder status) const {
   status.setErrno(error);
   status.setMessage(message);
   status.setDisconnect(disconnect);
+  if (!errors.empty()) {
+    auto list = status.initErrors(errors.size());
+    for (size_t i = 0; i < errors.size(); ++i) list.set(i, errors[i]);
+  }
 }
 
 PyRef checked(PyObject* result) {
@@ -50,7 +54,7 @@ Outcome Script::failure(const char* callback, std::string detail, int error) con
   return outcome;
 }
 
-Outcome Script::load(const std::string& path) {
+Outcome Script::load(const std::string& path, LoadFailure& failure) {
   scriptPath = path;
   GilScope gil;
   CallScope scope(nullptr);
@@ -84,27 +88,43 @@ Outcome Script::load(const std::string& path) {
                                  /* closeit */ 1, nullptr));
   if (!result) {
     outcome.error = EIO;
-    // In-process the traceback is printed as Python prints it, then this line: keep both.
+    outcome.message = path + ": error running this script";
     PyObject *rawType, *rawValue, *rawTrace;
     PyErr_Fetch(&rawType, &rawValue, &rawTrace);
     PyErr_NormalizeException(&rawType, &rawValue, &rawTrace);
     PyRef type(rawType), value(rawValue), trace(rawTrace);
-    std::string text = "<unknown>";
-    PyRef module(PyImport_ImportModule("traceback"));
-    PyRef lines(module ? PyObject_CallMethod(module.get(), "format_exception", "OOO",
-                                             type.get(), value ? value.get() : Py_None,
-                                             trace ? trace.get() : Py_None)
-                       : nullptr);
-    PyRef empty(PyUnicode_FromString(""));
-    PyRef joined(lines && empty ? PyUnicode_Join(empty.get(), lines.get()) : nullptr);
-    if (joined) {
-      text = lossyUtf8(joined.get());
-      while (!text.empty() && text.back() == '\n') text.pop_back();
-    } else if (value) {
+    if (type && PyErr_GivenExceptionMatches(type.get(), PyExc_SystemExit)) {
+      // In-process, PyRun_SimpleFileEx()'s PyErr_Print() ends the process as Python's own
+      // handle_system_exit() does: None is 0, an int is itself, anything else is printed
+      // and is 1. Nothing else is shown.
+      PyRef code(value ? PyObject_GetAttrString(value.get(), "code") : nullptr);
       PyErr_Clear();
-      text = lossyUtf8(value.get());
+      if (!code || code.get() == Py_None) {
+        failure.exitStatus = 0;
+      } else if (PyLong_Check(code.get())) {
+        long status = PyLong_AsLong(code.get());
+        PyErr_Clear();
+        failure.exitStatus = static_cast<int>(status & 0xff);
+      } else {
+        failure.printed = lossyUtf8(code.get()) + "\n";
+        failure.exitStatus = 1;
+      }
+    } else {
+      // In-process the traceback is printed as Python prints it, then nbdkit's line.
+      PyRef module(PyImport_ImportModule("traceback"));
+      PyRef lines(module ? PyObject_CallMethod(module.get(), "format_exception", "OOO",
+                                               type.get(), value ? value.get() : Py_None,
+                                               trace ? trace.get() : Py_None)
+                         : nullptr);
+      PyRef empty(PyUnicode_FromString(""));
+      PyRef joined(lines && empty ? PyUnicode_Join(empty.get(), lines.get()) : nullptr);
+      if (joined) {
+        failure.printed = lossyUtf8(joined.get());
+      } else if (value) {
+        PyErr_Clear();
+        failure.printed = lossyUtf8(value.get()) + "\n";
+      }
     }
-    outcome.message = path + ": error running this script\n" + text;
   }
   if (PyDict_DelItemString(globals, "__file__") < 0) PyErr_Clear();
   if (PyDict_DelItemString(globals, "__cached__") < 0) PyErr_Clear();
@@ -115,15 +135,10 @@ Outcome Script::load(const std::string& path) {
     PyErr_Clear();
     version = 1;
   } else {
-    int overflow = 0;
-    long value = PyLong_Check(apiVersion.get())
-        ? PyLong_AsLongAndOverflow(apiVersion.get(), &overflow) : 0;
-    if (!PyLong_Check(apiVersion.get()) || overflow != 0) {
-      outcome.error = EINVAL;
-      outcome.message = path + ": API_VERSION must be an int, not " +
-          (overflow ? "a value this large" : "'" + typeName(apiVersion.get()) + "'");
-      return outcome;
-    }
+    // PyLong_AsLong(), as nbdkit python: __index__ objects count, anything else (or an int
+    // too large) is -1 and so an unknown version.
+    long value = PyLong_AsLong(apiVersion.get());
+    if (value == -1 && PyErr_Occurred()) PyErr_Clear();
     {
       GilRelease unlocked;
       host.debug("module requested API_VERSION " + std::to_string(value));
@@ -164,20 +179,27 @@ Outcome Script::call(const char* callback, const ConnectionInfo* connection,
   GilScope gil;
   CallScope scope(connection);
   Outcome outcome;
+  int fallback = 0;
   try {
     body();
     if (PyErr_Occurred()) throw PythonError{};  // a body must not leave one behind
-  } catch (PythonError&) {
-    outcome.message = scriptPath + ": " + callback + ": error: " + formatException();
+  } catch (PythonError& error) {
+    outcome.message = scriptPath + ": " + (error.as ? error.as : callback) + ": error: " +
+                      formatException();
   } catch (ScriptError& error) {
-    outcome.message = error.plain ? scriptPath + ": " + error.message
-                                  : scriptPath + ": " + callback + ": error: " + error.message;
+    fallback = error.error;
+    outcome.message = error.bare    ? error.message
+                      : error.plain ? scriptPath + ": " + error.message
+                                    : scriptPath + ": " + callback + ": error: " + error.message;
   }
   if (!outcome.message.empty()) {
-    outcome.error = scope.state().error != 0 ? scope.state().error : EIO;
+    outcome.error = scope.state().error != 0 ? scope.state().error
+                    : fallback != 0          ? fallback
+                                             : EIO;
   }
   outcome.requestedError = scope.state().error;
   outcome.disconnect = scope.state().disconnect;
+  outcome.errors = std::move(scope.state().errors);
   return outcome;
 }
 

@@ -8,6 +8,7 @@
 #include <kj/function.h>
 
 #include <string>
+#include <vector>
 
 namespace pyworker {
 
@@ -19,12 +20,17 @@ struct Outcome {
   std::string message;
   rpc::Disconnect disconnect = rpc::Disconnect::NONE;
   int requestedError = 0;  // what set_error() gave, even on success (zero's EOPNOTSUPP rule)
+  std::vector<std::string> errors;  // CallState::errors
 
   bool ok() const { return error == 0; }
   void fill(rpc::Status::Builder status) const;
 };
 
-struct PythonError {};
+struct PythonError {
+  const char* as = nullptr;
+  // The name nbdkit python's message gives instead of the callback's (its "PyLong" for a
+  // failed conversion), or null.
+};
 // Thrown inside a callback body when a Python exception is pending: the caller formats it.
 
 struct ScriptError {
@@ -33,6 +39,8 @@ struct ScriptError {
   // "<script>: " when `plain` (the few messages nbdkit words that way).
   std::string message;
   bool plain = false;
+  bool bare = false;  // `message` is the whole nbdkit_error() text, as nbdkit python words it
+  int error = 0;      // the errno when the script set none (0: EIO)
 };
 
 PyRef checked(PyObject* result);
@@ -42,7 +50,11 @@ class Script {
 public:
   explicit Script(HostLink& host): host(host) {}
 
-  Outcome load(const std::string& path);
+  struct LoadFailure {
+    std::string printed;  // what PyErr_Print() would have shown before nbdkit's message
+    int exitStatus = -1;  // sys.exit() at load: the status nbdkit python exits with
+  };
+  Outcome load(const std::string& path, LoadFailure& failure);
   // Runs the file as __main__ and checks API_VERSION and the required callbacks. Takes the GIL.
 
   const std::string& path() const { return scriptPath; }

@@ -2,7 +2,9 @@
 
 #include "script.h"
 
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 
 namespace pyworker {
@@ -22,6 +24,13 @@ __int128 intInRange(PyObject* value, const std::string& callback, const std::str
                     __int128 minimum, __int128 maximum) {
   // Messages: "<callback> returned <value>[ as <what>], expected ...".
   std::string as = what.empty() ? "" : " as " + what;
+  PyRef index;
+  if (!PyLong_Check(value) && PyIndex_Check(value)) {
+    // nbdkit python converts with PyLong_AsLong() and friends, which take any object with
+    // __index__ (Python 3.10 and later).
+    index = checked(PyNumber_Index(value));
+    value = index.get();
+  }
   if (!PyLong_Check(value)) {
     throw ScriptError{callback + " returned '" + typeName(value) + "'" + as + ", expected int"};
   }
@@ -49,25 +58,6 @@ __int128 intInRange(PyObject* value, const std::string& callback, const std::str
                       decimal(minimum) + " and " + decimal(maximum)};
   }
   return result;
-}
-
-template <typename Each>
-void forEachItem(PyObject* value, const std::string& expected, Each&& each) {
-  PyRef iterator(PyObject_GetIter(value));
-  if (!iterator) {
-    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw PythonError{};
-    PyErr_Clear();
-    throw ScriptError{"returned '" + typeName(value) + "', expected " + expected};
-  }
-  size_t index = 0;
-  for (;;) {
-    PyRef item(PyIter_Next(iterator.get()));
-    if (!item) {
-      if (PyErr_Occurred()) throw PythonError{};
-      return;
-    }
-    each(item.get(), index++);
-  }
 }
 
 }  // namespace
@@ -116,7 +106,7 @@ int64_t toSize(PyObject* value, const char* callback) {
 
 int32_t toChoice(PyObject* value, const char* callback, int32_t maximum, const char* names) {
   std::string subject = std::string(callback) + " returned";
-  if (!PyLong_Check(value)) {
+  if (!PyLong_Check(value) && !PyIndex_Check(value)) {
     throw ScriptError{subject + " '" + typeName(value) + "', expected " + names};
   }
   try {
@@ -165,93 +155,137 @@ BlockSize toBlockSize(PyObject* value, const char* callback) {
   return BlockSize{sizes[0], sizes[1], sizes[2]};
 }
 
-std::vector<ExtentValue> toExtents(PyObject* value, const char* callback) {
-  std::string expected = "an iterable of (offset, length, type) tuples";
-  std::vector<ExtentValue> extents;
-  try {
-    forEachItem(value, expected, [&](PyObject* item, size_t index) {
-      std::string of = " of item " + std::to_string(index);
-      if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
-        throw ScriptError{std::string(callback) + " returned '" + typeName(item) +
-                          "' " + repr(item) + " as item " + std::to_string(index) +
-                          ", expected an (offset, length, type) tuple"};
-      }
-      auto offset = intInRange(PyTuple_GET_ITEM(item, 0), callback, "the offset" + of, 0,
-                               std::numeric_limits<uint64_t>::max());
-      auto length = intInRange(PyTuple_GET_ITEM(item, 1), callback, "the length" + of, 0,
-                               std::numeric_limits<uint64_t>::max());
-      auto type = intInRange(PyTuple_GET_ITEM(item, 2), callback, "the type" + of, 0,
-                             std::numeric_limits<uint32_t>::max());
-      extents.push_back(ExtentValue{static_cast<uint64_t>(offset),
-                                    static_cast<uint64_t>(length),
-                                    static_cast<uint32_t>(type)});
-    });
-  } catch (ScriptError& e) {
-    if (e.message.rfind("returned '", 0) == 0) e.message = callback + (" " + e.message);
-    throw;
+namespace {
+
+template <typename Each>
+void iterateAsNbdkit(PyObject* value, const char* notIterable, Each&& each) {
+  // As nbdkit python's loops: a value that is not iterable fails with its message (the
+  // TypeError is not shown); an exception raised by the iterator part-way ends the list there,
+  // silently, and what was yielded before it counts.
+  PyRef iterator(PyObject_GetIter(value));
+  if (!iterator) {
+    PyErr_Clear();
+    throw ScriptError{notIterable, false, true};
   }
+  for (;;) {
+    PyRef item(PyIter_Next(iterator.get()));
+    if (!item) {
+      PyErr_Clear();
+      return;
+    }
+    each(item.get());
+  }
+}
+
+uint64_t unsignedAsNbdkit(PyObject* value, bool longLong) {
+  // PyLong_AsUnsignedLongLong / PyLong_AsUnsignedLong: an int only (no __index__), in range.
+  // Leaves the exception pending, as nbdkit python does before it checks all three.
+  if (longLong) return PyLong_AsUnsignedLongLong(value);
+  return PyLong_AsUnsignedLong(value);
+}
+
+}  // namespace
+
+std::optional<std::string> textAsNbdkit(PyObject* value, const char* callback,
+                                        const char* what) {
+  // nbdkit python's python_to_string(): a str (as UTF-8) or bytes, copied with strdup(), so
+  // that a NUL ends it; anything else is "not a string".
+  std::string text;
+  if (PyUnicode_Check(value)) {
+    text = utf8(value, callback, what);
+  } else if (PyBytes_Check(value)) {
+    text.assign(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+  } else {
+    return std::nullopt;
+  }
+  text.resize(strnlen(text.data(), text.size()));
+  if (PyBytes_Check(value)) {
+    PyRef decoded(PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()),
+                                       "strict"));
+    if (!decoded) {
+      // WARNING: nbdkit python passes such bytes on; nbdkit and NBD clients expect UTF-8.
+      PyErr_Clear();
+      throw ScriptError{std::string(callback) + " returned " + what + " " + repr(value) +
+                        " that is not valid UTF-8"};
+    }
+  }
+  return text;
+}
+
+std::vector<ExtentValue> toExtents(PyObject* value, const char* callback) {
+  std::vector<ExtentValue> extents;
+  iterateAsNbdkit(value, "extents method did not return something which is iterable",
+                  [&](PyObject* item) {
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+      throw ScriptError{"extents method did not return an iterable of 3-tuples", false, true};
+    }
+    uint64_t offset = unsignedAsNbdkit(PyTuple_GET_ITEM(item, 0), true);
+    uint64_t length = unsignedAsNbdkit(PyTuple_GET_ITEM(item, 1), true);
+    // PyLong_AsUnsignedLong() into a uint32_t: 2**32 + 3 is 3, as in-process.
+    auto type = static_cast<uint32_t>(unsignedAsNbdkit(PyTuple_GET_ITEM(item, 2), false));
+    if (PyErr_Occurred()) throw PythonError{"PyLong"};
+    extents.push_back(ExtentValue{offset, length, type});
+  });
+  (void)callback;
   if (extents.empty()) {
-    throw ScriptError{std::string(callback) + " returned no extents, expected at least one"};
+    throw ScriptError{"extents method cannot return an empty list", false, true};
   }
   return extents;
 }
 
 void checkExtents(const std::vector<ExtentValue>& extents, uint64_t offset, uint32_t count,
                   const char* callback) {
-  // The rules nbdkit_add_extent() enforces, for a request of `count` bytes at `offset`, checked
-  // here so that the message names the script and the callback. Only what nbdkit certainly
-  // refuses is refused: every extent must start where the previous one ended; the first one
-  // that nbdkit keeps (non-empty, not wholly before `offset`) must not start after `offset`.
-  using u128 = unsigned __int128;
-  auto show = [](const ExtentValue& e) {
-    return "(" + std::to_string(e.offset) + ", " + std::to_string(e.length) + ", " +
-           std::to_string(e.type) + ")";
-  };
-  bool kept = false;  // nbdkit has kept an extent, or may have (we cannot tell): stop checking
-  u128 next = 0;
+  // What nbdkit_add_extent() refuses, for a request of `count` bytes at `offset`, with its
+  // messages and its (wrapping, 64-bit) arithmetic, so that the plugin never hands nbdkit a
+  // list it would refuse half-way. Extents it ignores or clips are passed on as they are.
+  (void)callback;
+  uint64_t end = offset + count;
+  bool any = false;  // nbdkit has kept an extent
+  uint64_t next = 0;
   for (size_t i = 0; i < extents.size(); ++i) {
     const ExtentValue& e = extents[i];
     if (i > 0 && e.offset != next) {
-      throw ScriptError{std::string(callback) + " returned " + show(e) + " as item " +
-                        std::to_string(i) + ", expected offset " +
-                        std::to_string(static_cast<uint64_t>(next)) +
-                        " (extents must be contiguous, in ascending order)"};
+      throw ScriptError{"nbdkit_add_extent: extents must be added in ascending order and "
+                        "must be contiguous", false, true};
     }
-    next = static_cast<u128>(e.offset) + e.length;
-    if (kept || e.length == 0 || next <= offset) continue;
-    if (e.offset > offset && e.offset < static_cast<u128>(offset) + count) {
-      throw ScriptError{std::string(callback) + " returned " + show(e) + " as item " +
-                        std::to_string(i) + ", which starts after the requested offset " +
-                        std::to_string(offset) + " (the first extent must cover it)"};
+    next = e.offset + e.length;
+    if (e.length == 0 || e.offset >= end || any) continue;
+    uint64_t length = e.offset + e.length > end ? e.length - (e.offset + e.length - end)
+                                                : e.length;
+    if (e.offset + length <= offset) continue;
+    if (e.offset > offset) {
+      throw ScriptError{"nbdkit_add_extent: first extent must not be > start (" +
+                        std::to_string(offset) + ")", false, true};
     }
-    kept = true;
+    any = true;
   }
 }
 
 std::vector<ExportValue> toExports(PyObject* value, const char* callback) {
-  std::string expected = "an iterable of names or (name, description) tuples";
   std::vector<ExportValue> exports;
-  try {
-    forEachItem(value, expected, [&](PyObject* item, size_t index) {
-      ExportValue entry;
-      if (PyUnicode_Check(item)) {
-        entry.name = utf8(item, callback, "an export name");
-      } else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2) {
-        entry.name = utf8(PyTuple_GET_ITEM(item, 0), callback, "an export name");
-        entry.description =
-            utf8(PyTuple_GET_ITEM(item, 1), callback, "an export description");
-        entry.hasDescription = true;
-      } else {
-        throw ScriptError{std::string(callback) + " returned '" + typeName(item) + "' " +
-                          repr(item) + " as item " + std::to_string(index) +
-                          ", expected a name or a (name, description) tuple"};
+  iterateAsNbdkit(value, "list_exports method did not return something which is iterable",
+                  [&](PyObject* item) {
+    ExportValue entry;
+    if (auto plain = textAsNbdkit(item, callback, "an export name")) {
+      entry.name = *plain;
+    } else {
+      if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        throw ScriptError{"list_exports method did not return an iterable of 2-tuples", false,
+                          true};
       }
-      exports.push_back(std::move(entry));
-    });
-  } catch (ScriptError& e) {
-    if (e.message.rfind("returned '", 0) == 0) e.message = callback + (" " + e.message);
-    throw;
-  }
+      auto name = textAsNbdkit(PyTuple_GET_ITEM(item, 0), callback, "an export name");
+      auto description =
+          textAsNbdkit(PyTuple_GET_ITEM(item, 1), callback, "an export description");
+      if (!name || !description) {
+        throw ScriptError{"list_exports method did not return an iterable of string 2-tuples",
+                          false, true};
+      }
+      entry.name = *name;
+      entry.description = *description;
+      entry.hasDescription = true;
+    }
+    exports.push_back(std::move(entry));
+  });
   return exports;
 }
 

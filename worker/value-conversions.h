@@ -7,6 +7,7 @@
 #include "python-ref.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,12 +48,15 @@ struct ExtentValue {
   uint32_t type;
 };
 std::vector<ExtentValue> toExtents(PyObject* value, const char* callback);
-// An iterable of (offset, length, type) tuples, at least one (as in-process).
+// An iterable of (offset, length, type) tuples, at least one, converted as nbdkit python does
+// (ints only, the type truncated to 32 bits), with its messages; an iterator raising
+// part-way ends the list there.
 
 void checkExtents(const std::vector<ExtentValue>& extents, uint64_t offset, uint32_t count,
                   const char* callback);
 // For a request of `count` bytes at `offset`: the extents nbdkit_add_extent() would refuse
-// (not contiguous; the first kept one starting after `offset`) throw ScriptError instead.
+// (not contiguous, in its wrapping arithmetic; the first kept one starting after `offset`)
+// throw ScriptError with nbdkit's message instead.
 
 struct ExportValue {
   std::string name;
@@ -60,6 +64,13 @@ struct ExportValue {
   bool hasDescription = false;
 };
 std::vector<ExportValue> toExports(PyObject* value, const char* callback);
-// An iterable of names or (name, description) tuples, all str.
+// An iterable of names or (name, description) tuples of str or bytes (textAsNbdkit), with
+// nbdkit python's messages; an iterator raising part-way ends the list there.
+
+std::optional<std::string> textAsNbdkit(PyObject* value, const char* callback,
+                                        const char* what);
+// nbdkit python's python_to_string(): a str or bytes up to its first NUL, or nullopt for
+// anything else. A str must be valid UTF-8 (a lone surrogate crashes nbdkit python) and so
+// must bytes (nbdkit python passes them on; pyworker refuses them).
 
 }  // namespace pyworker

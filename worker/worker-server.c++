@@ -49,12 +49,17 @@ kj::Promise<void> WorkerServer::load(LoadContext context) {
   services.host.setHost(params.getHost());
   std::string path = params.getScript();
   bool debugWait = params.getDebugWait();
-  return onMainThread<Outcome>([this, path, debugWait]() {
+  struct Result { Outcome outcome; Script::LoadFailure failure; };
+  return onMainThread<Result>([this, path, debugWait]() {
     if (debugWait) waitForDebugger();
-    return services.script.load(path);
-  }).then([this, context](Outcome outcome) mutable {
+    Result result;
+    result.outcome = services.script.load(path, result.failure);
+    return result;
+  }).then([this, context](Result result) mutable {
     auto results = context.getResults();
-    outcome.fill(results.initStatus());
+    result.outcome.fill(results.initStatus());
+    results.setPrinted(result.failure.printed);
+    results.setExitStatus(result.failure.exitStatus);
     auto info = results.initInfo();
     info.setApiVersion(services.script.apiVersion());
     info.setPythonVersion(PY_VERSION);
@@ -255,7 +260,9 @@ kj::Promise<void> WorkerServer::defaultExport(DefaultExportContext context) {
         PyRef name = checked(PyObject_CallFunctionObjArgs(
             fn.get(), readonly ? Py_True : Py_False, connection.isTls ? Py_True : Py_False,
             nullptr));
-        result.name = utf8(name.get(), "default_export", "the export name");
+        auto text = textAsNbdkit(name.get(), "default_export", "the export name");
+        if (!text) throw ScriptError{"default_export method did not return a string", false, true};
+        result.name = *text;
       }
     });
     return result;
