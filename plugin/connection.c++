@@ -3,6 +3,8 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include <kj/common.h>
+
 #include "script-outcome.h"
 
 namespace pyworker {
@@ -115,13 +117,26 @@ void Connection::rebind(const Binding& lost, const WorkerLost& why) {
   binding_ = kj::mv(fresh);
 }
 
-void Connection::close() {
+ScriptOutcome Connection::close() {
   Binding bound;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     bound = binding_;
   }
-  bound.instance->releaseHandle(bound.handleId);
+  KJ_DEFER(bound.instance->releaseHandle(bound.handleId));
+  ScriptOutcome outcome;
+  if (bound.instance->isLost()) return outcome;
+  try {
+    bound.instance->laneCall(
+        [&](rpc::LaneCall::Builder call) {
+          call.setHandle(bound.handleId);
+          call.setClose();
+        },
+        [&](rpc::LaneReply::Reader reply) { outcome = ScriptOutcome::from(reply.getStatus()); });
+  } catch (const WorkerLost&) {
+    // Gone meanwhile: its handle with it.
+  }
+  return outcome;
 }
 
 void Connection::remember(rpc::Query query, int32_t answer) {

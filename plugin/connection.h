@@ -18,6 +18,7 @@
 
 #include "connection-context.h"
 #include "pyworker.capnp.h"
+#include "script-outcome.h"
 #include "worker-instance.h"
 #include "worker-lost.h"
 
@@ -64,8 +65,10 @@ public:
   // fails, the client's connection is ended where nbdkit can (1.34+: every later request
   // would fail) and WorkerLost is rethrown.
 
-  void close();
-  // The script's close() on the handle's worker (releasing its capability there).
+  ScriptOutcome close();
+  // The script's close() on the handle's worker, on a lane (so on the calling nbdkit thread),
+  // then the handle's capability released there. Nothing to close on a lost worker: no
+  // re-open for that.
 
   void remember(rpc::Query query, int32_t answer);
   void rememberSize(int64_t size);

@@ -315,11 +315,9 @@ void* pyworkerOpen(int readonly) {
 
 void pyworkerClose(void* handle) {
   std::unique_ptr<Connection> connection(&connectionOf(handle));
-  // Releasing the handle's capability is the script's close(). A worker that is gone has
-  // nothing left to close.
-  guarded("close", false, [&] {
-    connection->close();
-    return true;
+  guarded("close", 0, [&] {
+    connection->close().report();
+    return 0;
   });
 }
 

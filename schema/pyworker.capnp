@@ -186,6 +186,10 @@ struct LaneCall {
     blockSize @14 :Void;
     exportDescription @15 :Void;
     query @16 :Query;
+    close @17 :Void;
+    # The script's close(h), on the connection's own nbdkit thread (so that what it logs has
+    # the connection's prefix); releasing the handle's capability afterwards closes nothing
+    # more. A handle never gets a call after it.
   }
 }
 

@@ -903,11 +903,9 @@ class SameAnswersTest(NbdkitTestCase):
         self.assertTrue(out[PYWORKER][1].endswith(
             "RuntimeError: at load\nnbdkit: error: SCRIPT: error running this script\n"))
 
-    @unittest.expectedFailure
     def test_8_close_error_has_the_connection_prefix(self):
-        # pyworker runs close() when the connection's handle capability is released, after
-        # nbdkit's close callback has returned, so nbdkit_error() runs on the RPC thread,
-        # without "pyworker[N]:". Needs close as a call whose reply the close callback awaits.
+        # close() runs on a lane from nbdkit's close callback, so its error is logged on the
+        # connection's thread, with its "pyworker[N]:" prefix.
         def probe(server):
             server.connect()
             self.close_handles()

@@ -209,6 +209,16 @@ Outcome HandleCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
   });
 }
 
+Outcome HandleCallbacks::close(const OpenHandle& h) const {
+  return script.call("close", &h.connection, [&]() {
+    PyRef object = kj::mv(h.handle);
+    if (!object) return;  // closed already
+    if (PyRef fn = script.lookup("close")) {
+      checked(PyObject_CallFunctionObjArgs(fn.get(), object.get(), nullptr));
+    }
+  });
+}
+
 Outcome HandleCallbacks::trim(const OpenHandle& h, uint32_t count, uint64_t offset,
                             uint32_t flags) const {
   return script.call("trim", &h.connection, [&]() {

@@ -37,6 +37,8 @@ public:
   Outcome pwrite(const OpenHandle& h, const uint8_t* bytes, uint32_t count, uint64_t offset,
                  uint32_t flags) const;
   Outcome flush(const OpenHandle& h, uint32_t flags) const;
+  Outcome close(const OpenHandle& h) const;
+  // The script's close(h), once: the handle object goes away after it, as in-process.
   Outcome trim(const OpenHandle& h, uint32_t count, uint64_t offset, uint32_t flags) const;
   Outcome zero(const OpenHandle& h, uint32_t count, uint64_t offset, uint32_t flags) const;
   // EOPNOTSUPP (the script has no zero, or set it) asks nbdkit to write zeroes instead.

@@ -1,5 +1,7 @@
 #include "handle-server.h"
 
+#include "handle-callbacks.h"
+
 #include "host-link.h"
 #include "python-executor.h"
 #include "script.h"
@@ -19,15 +21,9 @@ HandleServer::~HandleServer() noexcept(false) {
     // A correct plugin closes only after the connection's last data call was answered, and a
     // lane lets go of the handle before it answers; close() must still never overlap a call.
     while (open.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    Outcome outcome = services.script.call("close", &open->connection, [&]() {
-      if (PyRef close = services.script.lookup("close")) {
-        checked(PyObject_CallFunctionObjArgs(close.get(), open->handle.get(), nullptr));
-      }
-    });
-    {
-      GilScope gil;
-      open->handle = PyRef();  // the script's handle object goes away after close(), as in-process
-    }
+    // Normally the plugin has closed it on a lane already (HandleCallbacks::close); this is
+    // for a plugin that could not (its RPC thread releases every handle when it stops).
+    Outcome outcome = HandleCallbacks(services.script, services.host).close(*open);
     if (!outcome.ok()) services.host.error(outcome.message);
   }));
 }

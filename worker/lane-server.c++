@@ -190,6 +190,9 @@ Outcome LaneServer::run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder repl
     }
     break;
   }
+  case rpc::LaneCall::CLOSE:
+    outcome = callbacks_.close(h);
+    break;
   case rpc::LaneCall::QUERY: {
     int32_t value = 0;
     outcome = callbacks_.query(h, call.getQuery(), value);

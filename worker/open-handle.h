@@ -13,9 +13,10 @@
 namespace pyworker {
 
 struct OpenHandle {
-  PyRef handle;
+  mutable PyRef handle;
   // WARNING: read and cleared only with the GIL held. close() clears it, under the GIL, so
-  // that whichever thread drops the last reference to this struct needs no GIL.
+  // that whichever thread drops the last reference to this struct needs no GIL (and a second
+  // close, when the capability is released after a close on a lane, finds nothing to close).
   ConnectionInfo connection;
   mutable int canZero = -1;
   // The script's can_zero answer, once asked (GIL held): nbdkit python keeps it per handle

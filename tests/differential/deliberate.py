@@ -55,15 +55,6 @@ DELIBERATE = [
                   "\"string too long\" or nothing.",
     },
     {
-        "name": "close-log-prefix",
-        "variants": ["raise/close/*"],
-        "aspects": ["log"],
-        "reason": "close() runs when nbdkit has already finished with the connection (the "
-                  "handle's capability is released), so its error is logged without the "
-                  "\"pyworker[N]:\" prefix. Not deliberate: it needs close as a call whose reply "
-                  "the close callback waits for (the lead's connection refactor).",
-    },
-    {
         "name": "script-stdout-after-start",
         "variants": ["module/print-in-callbacks*"],
         "aspects": ["log"],
