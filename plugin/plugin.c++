@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <optional>
@@ -60,6 +61,11 @@ struct ConnectionInfo {
       }
     }
     if (withTls) info.isTls = nbdkit_is_tls() == 1;
+    // Under -s nbdkit serves its one connection on its main thread (any other connection has
+    // a thread of its own), over what were its stdin and stdout; when those are pipes (as
+    // over ssh) there is no peer, and nbdkit_peer_name() would log "peername: Socket
+    // operation on non-socket".
+    if (gettid() == getpid() && !state().stdinIsSocket()) return info;
     sockaddr_storage address;
     socklen_t length = sizeof(address);
     if (nbdkit_peer_name(reinterpret_cast<sockaddr*>(&address), &length) == 0 &&
@@ -666,7 +672,9 @@ static struct nbdkit_plugin plugin = {
     .flush = pyworker::pyworkerFlush,
     .trim = pyworker::pyworkerTrim,
     .zero = pyworker::pyworkerZero,
-    .magic_config_key = "script",
+    // No magic_config_key, as nbdkit python: nbdkit then makes the first bare argument
+    // script=, and refuses any other bare word itself ("expecting key=value on the command
+    // line but got: foo") instead of passing it as one more script=.
     .can_multi_conn = pyworker::pyworkerCanMultiConn,
     .can_extents = pyworker::pyworkerCanExtents,
     .extents = pyworker::pyworkerExtents,

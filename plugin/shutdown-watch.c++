@@ -1,17 +1,64 @@
 #include "shutdown-watch.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <map>
+#include <utility>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 namespace pyworker {
 
+namespace {
+
+kj::AutoCloseFd quitPipe() {
+  // WARNING: nbdkit 1.32's internals. Before it serves, nbdkit makes a pipe to itself (its
+  // "quit pipe": server/quit.c) and keeps both ends; quitting writes a byte that is never
+  // read, and every nbdkit_nanosleep() polls the read end. It is then the one pipe of this
+  // process with both ends open here (the plugin keeps only the read end of each worker's
+  // output; under -s, nbdkit's moved stdin is one end only). Anything else (none, or more
+  // than one) and this finds nothing.
+  std::map<ino_t, std::pair<int, int>> ends;  // inode -> (read end, write end)
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return nullptr;
+  KJ_DEFER(closedir(dir));
+  while (dirent* entry = readdir(dir)) {
+    char* end;
+    long fd = strtol(entry->d_name, &end, 10);
+    struct stat st;
+    if (*end != '\0' || end == entry->d_name || fd == dirfd(dir) ||
+        fstat(static_cast<int>(fd), &st) < 0 || !S_ISFIFO(st.st_mode)) {
+      continue;
+    }
+    int mode = fcntl(static_cast<int>(fd), F_GETFL);
+    auto& pair = ends.try_emplace(st.st_ino, -1, -1).first->second;
+    if (mode >= 0 && (mode & O_ACCMODE) == O_RDONLY) pair.first = static_cast<int>(fd);
+    if (mode >= 0 && (mode & O_ACCMODE) == O_WRONLY) pair.second = static_cast<int>(fd);
+  }
+  int found = -1;
+  for (auto& [inode, pair] : ends) {
+    if (pair.first < 0 || pair.second < 0) continue;
+    if (found >= 0) return nullptr;
+    found = pair.first;
+  }
+  if (found < 0) return nullptr;
+  return kj::AutoCloseFd(fcntl(found, F_DUPFD_CLOEXEC, 0));
+}
+
+}  // namespace
+
 ShutdownWatch::ShutdownWatch(std::chrono::milliseconds grace, std::function<bool()> busy,
                              std::function<void()> graceExpired)
     : grace_(grace),
       busy_(std::move(busy)),
       graceExpired_(std::move(graceExpired)),
+      quit_(quitPipe()),
       thread_([this] { watch(); }) {}
 
 ShutdownWatch::~ShutdownWatch() noexcept {
@@ -30,8 +77,7 @@ void ShutdownWatch::watch() {
       if (stopped_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) return;
     }
     if (!busy_()) continue;
-    // Outside a connection nbdkit_nanosleep() watches only nbdkit's quit flag.
-    if (nbdkit_nanosleep(1, 0) < 0 && errno == ESHUTDOWN) break;
+    if (quitWithin(std::chrono::seconds(1))) break;
   }
   shuttingDown_ = true;
   {
@@ -39,6 +85,22 @@ void ShutdownWatch::watch() {
     if (stopped_.wait_for(lock, grace_, [this] { return stopping_; })) return;
   }
   graceExpired_();
+}
+
+bool ShutdownWatch::quitWithin(std::chrono::seconds limit) {
+  if (quit_ == nullptr) {
+    // Outside a connection nbdkit_nanosleep() watches only nbdkit's quit flag (and logs an
+    // error when it is set).
+    return nbdkit_nanosleep(limit.count(), 0) < 0 && errno == ESHUTDOWN;
+  }
+  pollfd p = {quit_.get(), POLLIN, 0};
+  int r;
+  do {
+    r = poll(&p, 1, static_cast<int>(limit.count() * 1000));
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) return true;
+  if (r < 0) quit_ = nullptr;  // cannot happen; if it does, nbdkit's way from now on
+  return false;
 }
 
 }  // namespace pyworker
