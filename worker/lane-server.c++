@@ -78,8 +78,14 @@ void LaneServer::takeLanes() {
     }
     if (watched[0].revents != 0) {
       KJ_IF_MAYBE(socket, takeOfferedLane(offers_.get())) {
-        auto lane = std::make_unique<LaneStream>(kj::mv(*socket));
-        if (startServing(lane) != 0) waiting.push_back(kj::mv(lane));
+        try {
+          auto lane = std::make_unique<LaneStream>(kj::mv(*socket));
+          if (startServing(lane) != 0) waiting.push_back(kj::mv(lane));
+        } catch (const std::bad_alloc&) {
+          // Not even the lane's buffer: dropping it is all that is left (the plugin then
+          // takes the worker for a liar, and a new one comes).
+          fprintf(stderr, "pyworker: lanes: out of memory for a new lane\n");
+        }
       } else {
         return;  // the plugin is gone
       }
@@ -124,9 +130,12 @@ bool LaneServer::refuse(LaneStream& lane, int error) {
 void LaneServer::serve(std::unique_ptr<LaneStream> owned) {
   PythonThread python;
   LaneStream& lane = *owned;
-  auto scratch = newMessageScratch();
   try {
+    auto scratch = newMessageScratch();
     for (;;) answer(lane, scratch);
+  } catch (const std::bad_alloc&) {
+    // Outside the script (whose MemoryError is its request's failure): the lane ends.
+    fprintf(stderr, "pyworker: lane: out of memory\n");
   } catch (const LaneError& e) {
     // CLOSED is the normal end of a lane (the plugin dropped it, or nbdkit is gone).
     if (e.kind != LaneError::CLOSED) fprintf(stderr, "pyworker: lane: %s\n", e.what());
