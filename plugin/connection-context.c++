@@ -15,7 +15,8 @@ kj::ArrayPtr<const kj::byte> bytes(const std::string& s) {
 
 }  // namespace
 
-ConnectionContext ConnectionContext::capture(bool withExportName, bool withTls) {
+ConnectionContext ConnectionContext::capture(bool withExportName, bool withTls,
+                                             bool withPeer) {
   ConnectionContext context;
   if (withExportName) {
     if (const char* name = nbdkit_export_name()) {
@@ -24,6 +25,7 @@ ConnectionContext ConnectionContext::capture(bool withExportName, bool withTls) 
     }
   }
   if (withTls) context.isTls = nbdkit_is_tls() == 1;
+  if (!withPeer) return context;
   sockaddr_storage address;
   socklen_t length = sizeof(address);
   if (nbdkit_peer_name(reinterpret_cast<sockaddr*>(&address), &length) == 0 &&

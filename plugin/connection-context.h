@@ -17,9 +17,9 @@ struct ConnectionContext {
   std::string peerAddress;
   int64_t peerPid = -1, peerUid = -1, peerGid = -1;
 
-  static ConnectionContext capture(bool withExportName, bool withTls);
+  static ConnectionContext capture(bool withExportName, bool withTls, bool withPeer);
   // On nbdkit's connection thread. The export name and TLS are not known before the client
-  // has chosen an export.
+  // has chosen an export; there is no peer under -s over pipes.
 
   void fill(rpc::ConnectionContext::Builder context) const;
 };

@@ -1,11 +1,15 @@
 #pragma once
 // The lanes to one worker (see "Lanes" in schema/pyworker.capnp): a lane is lent to one
-// nbdkit thread for one call and then given back, so there are as many lanes as calls
-// were ever in flight at once, each served by one worker thread. The most recently returned
-// lane is lent first: its worker thread is the likeliest to be awake.
+// nbdkit thread for one call and then given back, so there are as many lanes as calls were
+// ever in flight at once, each served by one worker thread, up to a limit: past it a caller
+// waits for a lane to come back rather than costing the worker another thread (each takes
+// address space, which memory= bounds). The most recently returned lane is lent first: its
+// worker thread is the likeliest to be awake.
 
 #include <kj/io.h>
 
+#include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -19,7 +23,12 @@ namespace pyworker {
 
 class LanePool {
 public:
-  explicit LanePool(int offers);
+  static constexpr size_t MAX_LANES = 32;
+  // Per worker: two connections' worth of nbdkit's default 16 threads each. Calls beyond it
+  // run in turn, as in-process they would run behind the GIL anyway (only callbacks that
+  // release it, such as sleeps and I/O, gain from more). README "memory=" has the figures.
+
+  explicit LanePool(int offers, size_t limit = MAX_LANES);
   // `offers` is the worker's --lane-fd peer (owned by WorkerProcess, which outlives the pool).
   KJ_DISALLOW_COPY(LanePool);
 
@@ -38,7 +47,7 @@ public:
     ~Lease();
     Lane& operator*() const { return *lane_; }
     Lane* operator->() const { return lane_.get(); }
-    void discard() { lane_.reset(); }
+    void discard();
 
   private:
     LanePool& pool_;
@@ -46,14 +55,23 @@ public:
   };
 
   Lease acquire();
-  // An idle lane, or a new one offered to the worker. Throws kj::Exception DISCONNECTED when
-  // the worker can take no lane (it is gone).
+  // An idle lane, or a new one offered to the worker, or, with `limit` lanes lent, the first
+  // one given back (waiting as long as it takes: a call that hangs holds its lane until
+  // timeout= kills the worker, as it holds nbdkit's thread). Throws kj::Exception DISCONNECTED
+  // when the worker can take no lane (it is gone).
+
+  size_t lanes() const;
+  // Lanes that exist (lent or idle).
 
 private:
-  std::unique_ptr<Lane> newLane();
+  void forget();
+  // A lent lane was discarded: room for a new one.
 
   int offers_;
-  std::mutex mutex_;
+  size_t limit_;
+  mutable std::mutex mutex_;
+  std::condition_variable returned_;
+  size_t lanes_ = 0;
   std::vector<std::unique_ptr<Lane>> idle_;
 };
 

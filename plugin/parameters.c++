@@ -5,6 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace pyworker {
 
@@ -28,6 +32,33 @@ unsigned parseCount(const std::string& key, const std::string& value) {
 }
 
 }  // namespace
+
+std::string directoryOf(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+void checkWatchableDirectory(const std::string& key, const std::string& path) {
+  // Now, at configuration time: a watch that fails in after_fork fails where the user may not
+  // look (a daemon has already detached, and dies without a word on the terminal).
+  std::string directory = directoryOf(path);
+  struct stat st;
+  const char* problem = nullptr;
+  std::string reason;
+  if (stat(directory.c_str(), &st) < 0) {
+    reason = strerror(errno);
+    problem = errno == ENOENT ? "does not exist" : "cannot be examined";
+  } else if (!S_ISDIR(st.st_mode)) {
+    problem = "is not a directory";
+  } else if (access(directory.c_str(), R_OK) < 0) {
+    reason = strerror(errno);
+    problem = "cannot be watched";
+  }
+  if (problem == nullptr) return;
+  throw ParameterError(key + "=" + path + ": the directory " + directory + " " + problem +
+                       (reason.empty() ? "" : " (" + reason + ")"));
+}
 
 std::chrono::milliseconds Parameters::parseSeconds(const std::string& key,
                                                   const std::string& value, double minimum) {
@@ -72,6 +103,7 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
     }
   } else if (key == "reload-trigger") {
     if (value.empty()) throw ParameterError("reload-trigger parameter must not be empty");
+    checkWatchableDirectory(key, value);
     reloadTrigger_ = value;
   } else if (key == "workers") {
     workers_ = parseCount(key, value);

@@ -20,6 +20,13 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+std::string directoryOf(const std::string& path);
+// Where `path` is: its directory part, "." for a bare name, "/" for one at the root.
+
+void checkWatchableDirectory(const std::string& key, const std::string& path);
+// The directory of `path`, which inotify watches for it, exists and can be read (the file
+// itself need not exist: creating it counts). Throws ParameterError naming key, value and why.
+
 class Parameters {
 public:
   using SizeParser = std::function<std::optional<uint64_t>(const std::string&)>;

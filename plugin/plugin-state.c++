@@ -1,6 +1,7 @@
 #include "plugin-state.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
@@ -32,6 +33,12 @@ std::optional<std::string> absolute(const std::optional<std::string>& path) {
 }
 
 }  // namespace
+
+PluginState::PluginState() : parameters_(parseSize) {
+  // Created by the first config call: nbdkit has not touched its stdin yet.
+  struct stat st;
+  stdinIsSocket_ = fstat(0, &st) == 0 && S_ISSOCK(st.st_mode);
+}
 
 Supervisor& PluginState::supervisor() {
   if (!supervisor_) {

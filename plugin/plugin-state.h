@@ -14,7 +14,11 @@ std::optional<uint64_t> parseSize(const std::string& text);
 
 class PluginState {
 public:
-  PluginState() : parameters_(parseSize) {}
+  PluginState();
+
+  bool stdinIsSocket() const { return stdinIsSocket_; }
+  // What nbdkit's stdin was when the plugin was configured: under -s, the connection (nbdkit
+  // moves it away from fd 0 before it serves).
 
   Parameters& parameters() { return parameters_; }
 
@@ -28,6 +32,7 @@ private:
   Parameters parameters_;
   std::optional<Supervisor> supervisor_;
   ScriptInfo info_;
+  bool stdinIsSocket_ = false;
   bool startFailed_ = false;
   // The first failure was reported; later callbacks (nbdkit still asks for thread_model after
   // a failed --dump-plugin) must not spawn and fail again.

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <memory>
 #include <optional>
@@ -39,6 +40,14 @@ namespace {
 WorkerLink& link() { return state().supervisor().link(); }
 
 using Purpose = Supervisor::Purpose;
+
+bool hasPeer() {
+  // Under -s nbdkit serves its one connection on its main thread (any other connection has
+  // a thread of its own), over what were its stdin and stdout; when those are pipes (as
+  // over ssh) there is no peer, and nbdkit_peer_name() would log "peername: Socket
+  // operation on non-socket".
+  return !(gettid() == getpid() && !state().stdinIsSocket());
+}
 using Instance = std::shared_ptr<WorkerInstance>;
 
 Connection& connectionOf(void* handle) { return *static_cast<Connection*>(handle); }
@@ -228,7 +237,7 @@ void pyworkerDumpPlugin() {
 int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
     // No export name yet, and nbdkit_is_tls() is not available this early.
-    auto context = ConnectionContext::capture(false, false);
+    auto context = ConnectionContext::capture(false, false, hasPeer());
     bool succeeded = false;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       succeeded = runStatusCall(*instance, [&](rpc::Worker::Client& w) {
@@ -244,7 +253,7 @@ int pyworkerPreconnect(int readonly) {
 
 int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports) {
   return guarded("list_exports", -1, [&] {
-    auto context = ConnectionContext::capture(false, false);
+    auto context = ConnectionContext::capture(false, false, hasPeer());
     context.isTls = isTls;
     ScriptOutcome outcome;
     ExportList list;
@@ -276,7 +285,7 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
 
 const char* pyworkerDefaultExport(int readonly, int isTls) {
   return guarded("default_export", static_cast<const char*>(nullptr), [&]() -> const char* {
-    auto context = ConnectionContext::capture(false, false);
+    auto context = ConnectionContext::capture(false, false, hasPeer());
     context.isTls = isTls;
     ScriptOutcome outcome;
     std::string name;
@@ -301,7 +310,7 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
 
 void* pyworkerOpen(int readonly) {
   return guarded("open", static_cast<void*>(nullptr), [&]() -> void* {
-    auto context = ConnectionContext::capture(true, true);
+    auto context = ConnectionContext::capture(true, true, hasPeer());
     OpenedHandle opened;
     withLiveWorker(Purpose::OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       opened = openHandle(instance, readonly, context);
@@ -566,7 +575,9 @@ static struct nbdkit_plugin plugin = {
     .flush = pyworker::pyworkerFlush,
     .trim = pyworker::pyworkerTrim,
     .zero = pyworker::pyworkerZero,
-    .magic_config_key = "script",
+    // No magic_config_key, as nbdkit python: nbdkit then makes the first bare argument
+    // script=, and refuses any other bare word itself ("expecting key=value on the command
+    // line but got: foo") instead of passing it as one more script=.
     .can_multi_conn = pyworker::pyworkerCanMultiConn,
     .can_extents = pyworker::pyworkerCanExtents,
     .extents = pyworker::pyworkerExtents,

@@ -5,12 +5,15 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <kj/debug.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
+
+#include "parameters.h"
 
 namespace pyworker {
 
@@ -31,8 +34,8 @@ ReloadWatch::ReloadWatch(std::optional<std::string> script, std::optional<std::s
   inotify_ = kj::AutoCloseFd(fd);
   KJ_SYSCALL(fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   stop_ = kj::AutoCloseFd(fd);
-  if (script) add(*script, "the script changed");
-  if (trigger) add(*trigger, "reload-trigger was touched");
+  if (script) add(*script, "the script changed", "reload=on-change");
+  if (trigger) add(*trigger, "reload-trigger was touched", "reload-trigger=" + *trigger);
   thread_ = std::thread([this] { watch(); });
 }
 
@@ -42,13 +45,16 @@ ReloadWatch::~ReloadWatch() noexcept {
   thread_.join();
 }
 
-void ReloadWatch::add(const std::string& path, const char* reason) {
+void ReloadWatch::add(const std::string& path, const char* reason, const std::string& what) {
+  std::string directory = directoryOf(path);
   auto slash = path.rfind('/');
-  std::string directory = slash == std::string::npos ? "." : path.substr(0, slash);
-  if (directory.empty()) directory = "/";
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   int wd = inotify_add_watch(inotify_.get(), directory.c_str(), EVENTS);
-  if (wd < 0) KJ_FAIL_SYSCALL("inotify_add_watch", errno, directory);
+  if (wd < 0) {
+    // Checked at configuration time (parameters.h); the directory may have gone since.
+    throw ParameterError(what + ": cannot watch the directory " + directory + ": " +
+                         strerror(errno));
+  }
   watched_.push_back({wd, name, reason});
 }
 

@@ -18,7 +18,8 @@ public:
   ReloadWatch(std::optional<std::string> script, std::optional<std::string> trigger,
               std::function<void(const std::string& reason)> reload);
   // Starts the watching thread (so only from after_fork on). `reload` runs on it, one change
-  // at a time, after the burst of events a save makes has settled. Throws if inotify fails.
+  // at a time, after the burst of events a save makes has settled. Throws if inotify fails
+  // (ParameterError naming the parameter when a directory cannot be watched).
   ~ReloadWatch() noexcept;
   // Stops watching and joins (waits for a reload in progress).
 
@@ -30,7 +31,8 @@ private:
   };
 
   void watch();
-  void add(const std::string& path, const char* reason);
+  void add(const std::string& path, const char* reason, const std::string& what);
+  // `what` names the parameter in the error if the directory cannot be watched.
 
   kj::AutoCloseFd inotify_;
   kj::AutoCloseFd stop_;  // eventfd: the destructor's wake-up

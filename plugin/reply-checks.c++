@@ -90,7 +90,7 @@ void checkExportCount(size_t count) {
 void checkExtentCount(size_t count) {
   if (count == 0) workerFault("extents returned no extents");
   if (count > MAX_EXTENTS) {
-    scriptFault("extents returned " + std::to_string(count) + " extents, at most " +
+    workerFault("extents returned " + std::to_string(count) + " extents, at most " +
                 std::to_string(MAX_EXTENTS));
   }
 }

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "rpc-limits.h"
+
 namespace pyworker {
 
 class BadReply : public std::runtime_error {
@@ -30,9 +32,6 @@ constexpr size_t MAX_NAME_BYTES = 4096;
 // NBD's limit on export names and descriptions (NBD_MAX_STRING).
 constexpr size_t MAX_EXPORTS = 10000;
 // nbdkit_add_export() refuses more (nbdkit's MAX_EXPORTS).
-constexpr size_t MAX_EXTENTS = 1024 * 1024;
-// nbdkit keeps at most this many extents per request (its MAX_EXTENTS); a list that long is
-// more than any request can use.
 constexpr int MAX_ERRNO = 4095;
 
 void checkPreadSize(size_t received, uint32_t count);
@@ -61,8 +60,8 @@ struct ExtentEntry {
 };
 
 void checkExtentCount(size_t count);
-// Before copying: none at all is WORKER (it refuses an empty list), more than MAX_EXTENTS is
-// SCRIPT.
+// Before copying: none at all, or more than MAX_EXTENTS (rpc-limits.h), is WORKER: it refuses
+// an empty list and shapes a long one as nbdkit would.
 
 void checkExtents(const std::vector<ExtentEntry>& extents);
 // SCRIPT: every extent starts where the previous one ended (ascending, contiguous, in

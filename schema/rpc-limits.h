@@ -5,6 +5,7 @@
 
 #include <capnp/message.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace pyworker {
@@ -18,6 +19,11 @@ constexpr int NESTING_LIMIT = 6;
 // reply (Message -> Return -> Payload -> results -> exports -> Export -> name); requests need 5
 // (open's ConnectionContext). capnp's default of 64 would only be stack depth for a peer to
 // spend on recursive traversals. tests/rpc-limits-test.c++ checks that 6 suffices and 5 does not.
+
+constexpr size_t MAX_EXTENTS = 1024 * 1024;
+// The most extents one LaneReply carries: nbdkit keeps no more per request (its MAX_EXTENTS),
+// so the worker sends no more (it shapes a longer answer as nbdkit would: shapeExtents() in worker/value-conversions.h),
+// and the plugin treats more as a lying worker. 24 MiB of message at most.
 
 inline capnp::ReaderOptions rpcReaderOptions() {
   capnp::ReaderOptions options;

@@ -13,6 +13,8 @@
 //   default-export-utf8        default_export's name is not UTF-8
 //   list-exports-utf8          list_exports' first name is not UTF-8
 //   extents-empty              extents returns an empty list
+//   extents-too-many           extents returns 1 Mi + 1 (contiguous, alternating) extents,
+//                              more than a correct worker ever sends
 //   lane-hangup                the first pread's lane is closed instead of answered
 //
 // or, once the plugin has opened a connection on the serving connection (Worker.open), makes
@@ -324,6 +326,15 @@ bool corruptLaneReply(const kj::Array<capnp::word>& words, int out) {
   } else if (mode == "extents-empty") {
     if (!reply.hasExtents() || !claim()) return false;
     corrupted.initExtents(0);
+  } else if (mode == "extents-too-many") {
+    if (!reply.hasExtents() || !claim()) return false;
+    auto start = reply.getExtents()[0].getOffset();
+    auto list = corrupted.initExtents(1024 * 1024 + 1);
+    for (uint32_t i = 0; i < list.size(); ++i) {
+      list[i].setOffset(start + i * 512ull);
+      list[i].setLength(512);
+      list[i].setType(i % 2 ? 3 : 0);
+    }
   } else if (mode == "query-range" || mode == "size-negative") {
     if (!claim()) return false;
     if (mode == "query-range") corrupted.setValue(7);
@@ -344,7 +355,7 @@ void relayLane(int plugin, int worker) {
     try {
       capnp::FlatArrayMessageReader reader(words, options());
       auto call = reader.getRoot<pyworker::rpc::LaneCall>();
-      target = mode == "extents-empty"   ? call.isExtents()
+      target = mode == "extents-empty" || mode == "extents-too-many" ? call.isExtents()
                : mode == "query-range"   ? call.isQuery()
                : mode == "size-negative" ? call.isGetSize()
                                          : call.isPread();

@@ -9,7 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <optional>
+#include <thread>
 
 namespace pyworker {
 namespace {
@@ -103,6 +107,49 @@ TEST_F(LanePoolTest, AGoneWorkerIsDisconnected) {
   } catch (const kj::Exception& e) {
     EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED);
   }
+}
+
+TEST_F(LanePoolTest, PastTheLimitACallerWaitsForALaneToComeBack) {
+  LanePool pool(ours.get(), 2);
+  auto a = std::make_optional(pool.acquire());
+  auto b = pool.acquire();
+  EXPECT_EQ(offered(), 2);
+  LanePool::Lane* first = &**a;
+  std::atomic<LanePool::Lane*> got{nullptr};
+  std::thread waiter([&]() { got = &*pool.acquire(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(got.load(), nullptr);  // still waiting: no third lane
+  a.reset();                       // given back: the waiter gets it
+  waiter.join();
+  EXPECT_EQ(got.load(), first);
+  EXPECT_EQ(offered(), 0);
+  EXPECT_EQ(pool.lanes(), 2u);
+}
+
+TEST_F(LanePoolTest, ADiscardedLaneMakesRoomForANewOne) {
+  LanePool pool(ours.get(), 1);
+  auto a = std::make_optional(pool.acquire());
+  std::atomic<bool> done{false};
+  std::thread waiter([&]() {
+    auto lane = pool.acquire();
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load());
+  a->discard();
+  waiter.join();
+  EXPECT_TRUE(done.load());
+  EXPECT_EQ(offered(), 2);  // the discarded one and its replacement
+  EXPECT_EQ(pool.lanes(), 1u);
+  a.reset();  // destroying a discarded lease gives nothing back
+  EXPECT_EQ(pool.lanes(), 1u);
+}
+
+TEST_F(LanePoolTest, AFailedOfferTakesNoRoom) {
+  LanePool pool(ours.get(), 1);
+  worker = nullptr;
+  for (int i = 0; i < 3; ++i) EXPECT_THROW(pool.acquire(), kj::Exception);
+  EXPECT_EQ(pool.lanes(), 0u);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "parameters.h"
 
 namespace pyworker {
@@ -203,6 +205,30 @@ TEST(PluginParameters, RecoverIsReopenOrOff) {
     EXPECT_STREQ(e.what(), "recover=maybe: expected reopen or off");
   }
   EXPECT_FALSE(p.recoverByReopening());
+}
+
+std::string errorOf(Parameters& p, const char* key, const char* value) {
+  try {
+    p.accept(key, value);
+  } catch (const ParameterError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(PluginParameters, ReloadTriggerDirectoryIsCheckedAtOnce) {
+  Parameters p;
+  EXPECT_EQ(errorOf(p, "reload-trigger", "/nonexistent-pyworker/dir/trigger"),
+            "reload-trigger=/nonexistent-pyworker/dir/trigger: the directory "
+            "/nonexistent-pyworker/dir does not exist (No such file or directory)");
+  EXPECT_EQ(errorOf(p, "reload-trigger", "/etc/passwd/trigger"),
+            "reload-trigger=/etc/passwd/trigger: the directory /etc/passwd is not a directory");
+  EXPECT_FALSE(p.reloadTrigger().has_value());
+  EXPECT_EQ(errorOf(p, "reload-trigger", "/trigger"), "no error");  // in "/"
+  EXPECT_EQ(errorOf(p, "reload-trigger", "trigger"), "no error");   // in "."
+  EXPECT_EQ(directoryOf("/trigger"), "/");
+  EXPECT_EQ(directoryOf("trigger"), ".");
+  EXPECT_EQ(directoryOf("a/b/trigger"), "a/b");
 }
 
 }  // namespace

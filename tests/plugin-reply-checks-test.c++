@@ -95,7 +95,7 @@ TEST(ReplyChecks, ExtentCount) {
   EXPECT_EQ(blame([] { checkExtentCount(1); }), "ok");
   EXPECT_EQ(blame([] { checkExtentCount(MAX_EXTENTS); }), "ok");
   EXPECT_TRUE(blames(blame([] { checkExtentCount(0); }), "worker"));
-  EXPECT_TRUE(blames(blame([] { checkExtentCount(MAX_EXTENTS + 1); }), "script"));
+  EXPECT_TRUE(blames(blame([] { checkExtentCount(MAX_EXTENTS + 1); }), "worker"));
 }
 
 TEST(ReplyChecks, ExtentsAscendContiguousAndTyped) {

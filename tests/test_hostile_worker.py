@@ -120,6 +120,15 @@ class HostileWorkerTest(NbdkitTestCase):
         self.assertRejected(server, "extents returned no extents")
         self.assertReplaced(server, old)
 
+    def test_extents_more_than_nbdkit_keeps(self):
+        # A correct worker shapes any answer to at most 1 Mi extents (tests/test_extents.py).
+        server = self.start_evil("extents-too-many")
+        h = server.connect(meta_contexts=["base:allocation"])
+        old = pid_of(h)
+        self.assertNbdError("EIO", h.block_status, 65536, 0, lambda *args: 0)
+        self.assertRejected(server, "extents returned 1048577 extents, at most 1048576")
+        self.assertReplaced(server, old)
+
 
 if __name__ == "__main__":
     harness.main()

@@ -2,6 +2,7 @@
 // in-process nbdkit where it has some, and clear messages where it has none.
 
 #include "script.h"
+#include "rpc-limits.h"
 #include "value-conversions.h"
 
 #include <gtest/gtest.h>
@@ -145,6 +146,52 @@ TEST_F(ValueConversions, ExtentRules) {
   EXPECT_NO_THROW(check("[(0, 4096, 1), (4096, 2**64 - 1, 0), (4095, 1, 0)]", 0, 65536)(nullptr));
   // Starting at or past the end of the request: nbdkit decides (it knows the export's size).
   EXPECT_NO_THROW(check("[(65536, 4096, 0)]", 0, 65536)(nullptr));
+}
+
+TEST(ExtentShaping, KeepsWhatNbdkitAddExtentKeeps) {
+  auto shaped = [](std::vector<ExtentValue> extents, uint64_t offset) {
+    shapeExtents(extents, offset);
+    std::string out;
+    for (auto& e : extents) {
+      out += "(" + std::to_string(e.offset) + "," + std::to_string(e.length) + "," +
+             std::to_string(e.type) + ")";
+    }
+    return out;
+  };
+  // Before the request and empty: dropped; the first kept one clipped to the offset.
+  EXPECT_EQ(shaped({{0, 4096, 0}, {4096, 0, 1}, {4096, 4096, 1}, {8192, 4096, 3}}, 6000),
+            "(6000,2192,1)(8192,4096,3)");
+  // Neighbours of one type merged, also across an empty one; past the request kept.
+  EXPECT_EQ(shaped({{0, 512, 3}, {512, 512, 3}, {1024, 0, 0}, {1024, 512, 3}, {1536, 512, 0}},
+                   0),
+            "(0,1536,3)(1536,512,0)");
+  // A first extent after the offset is left for nbdkit to refuse (or ignore).
+  EXPECT_EQ(shaped({{65536, 4096, 0}}, 0), "(65536,4096,0)");
+}
+
+TEST(ExtentShaping, KeepsAtMostMaxExtents) {
+  // 3,000,000 alternating extents: the first MAX_EXTENTS kept.
+  std::vector<ExtentValue> extents;
+  for (uint32_t i = 0; i < 3000000; ++i) extents.push_back({i * 512ull, 512, i % 2 ? 3u : 0u});
+  shapeExtents(extents, 100);
+  ASSERT_EQ(extents.size(), MAX_EXTENTS);
+  EXPECT_EQ(extents[0].offset, 100u);
+  EXPECT_EQ(extents[0].length, 412u);
+  EXPECT_EQ(extents.back().offset, (MAX_EXTENTS - 1) * 512ull);
+  EXPECT_EQ(extents.back().length, 512u);
+  // Once full, nbdkit ignores the rest: one of the last one's type is not merged into it.
+  std::vector<ExtentValue> full;
+  for (uint32_t i = 0; i < MAX_EXTENTS; ++i) full.push_back({i * 512ull, 512, i % 2 ? 3u : 0u});
+  full.push_back({MAX_EXTENTS * 512ull, 512, full.back().type});
+  shapeExtents(full, 0);
+  ASSERT_EQ(full.size(), MAX_EXTENTS);
+  EXPECT_EQ(full.back().length, 512u);
+  // All of one type: one extent, however many there were.
+  std::vector<ExtentValue> same;
+  for (uint32_t i = 0; i < 3000000; ++i) same.push_back({i * 512ull, 512, 1});
+  shapeExtents(same, 0);
+  ASSERT_EQ(same.size(), 1u);
+  EXPECT_EQ(same[0].length, 3000000ull * 512);
 }
 
 TEST_F(ValueConversions, Extents) {

@@ -283,6 +283,7 @@ Outcome HandleCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t o
                                                at(offset), flags));
     extents = toExtents(list.get(), "extents");
     checkExtents(extents, offset, count, "extents");
+    shapeExtents(extents, offset);
   });
 }
 

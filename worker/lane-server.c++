@@ -3,15 +3,21 @@
 #include "host-link.h"
 #include "lane-offers.h"
 #include "lane-stream.h"
+#include "native-thread.h"
 #include "python-ref.h"
 #include "rpc-limits.h"
 
 #include <capnp/serialize.h>
 #include <kj/debug.h>
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
+#include <string.h>
 
+#include <memory>
 #include <thread>
+#include <vector>
 
 namespace pyworker {
 
@@ -37,7 +43,8 @@ public:
 LaneServer::LaneServer(kj::AutoCloseFd offers, const Script& script, HostLink& host,
                        const HandleTable& handles, SharedData data)
     : offers_(kj::mv(offers)), callbacks_(script, host), handles_(handles), data_(data) {
-  std::thread([this]() { takeLanes(); }).detach();
+  int error = startThread(SMALL_STACK_SIZE, [this]() { takeLanes(); });
+  if (error != 0) KJ_FAIL_SYSCALL("starting the lane thread", error);
 }
 
 bool LaneServer::waitUntilIdle(std::chrono::milliseconds limit) const {
@@ -50,21 +57,85 @@ bool LaneServer::waitUntilIdle(std::chrono::milliseconds limit) const {
 }
 
 void LaneServer::takeLanes() {
+  // Each lane gets a thread when it is offered. When none can be started (threads or address
+  // space exhausted: memory= too small for this many requests in flight), the lane waits here
+  // and each call it brings tries again; a call that still finds no thread is answered with
+  // ENOMEM without running the script, and the lane stays usable.
+  std::vector<std::unique_ptr<LaneStream>> waiting;
+  std::vector<pollfd> watched;
   for (;;) {
-    KJ_IF_MAYBE(socket, takeOfferedLane(offers_.get())) {
-      std::thread([this, fd = socket->release()]() { serve(kj::AutoCloseFd(fd)); }).detach();
-    } else {
+    watched.assign(1, pollfd{offers_.get(), POLLIN, 0});
+    for (auto& lane : waiting) watched.push_back(pollfd{lane->fd(), POLLIN, 0});
+    if (poll(watched.data(), watched.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "pyworker: lanes: poll: %s\n", strerror(errno));
       return;
+    }
+    for (size_t i = waiting.size(); i-- > 0;) {
+      if (watched[i + 1].revents == 0) continue;
+      int error = startServing(waiting[i]);
+      if (error == 0 || !refuse(*waiting[i], error)) waiting.erase(waiting.begin() + i);
+    }
+    if (watched[0].revents != 0) {
+      KJ_IF_MAYBE(socket, takeOfferedLane(offers_.get())) {
+        try {
+          auto lane = std::make_unique<LaneStream>(kj::mv(*socket));
+          if (startServing(lane) != 0) waiting.push_back(kj::mv(lane));
+        } catch (const std::bad_alloc&) {
+          // Not even the lane's buffer: dropping it is all that is left (the plugin then
+          // takes the worker for a liar, and a new one comes).
+          fprintf(stderr, "pyworker: lanes: out of memory for a new lane\n");
+        }
+      } else {
+        return;  // the plugin is gone
+      }
     }
   }
 }
 
-void LaneServer::serve(kj::AutoCloseFd socket) {
-  PythonThread python;
-  LaneStream lane(kj::mv(socket));
-  auto scratch = newMessageScratch();
+int LaneServer::startServing(std::unique_ptr<LaneStream>& lane) {
+  // The lane is the new thread's only once the thread exists.
+  LaneStream* handed = lane.get();
+  int error = startThread(PYTHON_STACK_SIZE,
+                          [this, handed]() { serve(std::unique_ptr<LaneStream>(handed)); });
+  if (error == 0) lane.release();
+  return error;
+}
+
+bool LaneServer::refuse(LaneStream& lane, int error) {
+  // Answers the lane's call without running it. False when the lane has ended.
   try {
+    auto words = lane.read(std::nullopt, std::chrono::microseconds(0));
+    capnp::FlatArrayMessageReader request(words, rpcReaderOptions());
+    request.getRoot<rpc::LaneCall>();
+    capnp::MallocMessageBuilder message;
+    Outcome outcome;
+    outcome.error = ENOMEM;
+    outcome.message = std::string("pyworker: the worker could not start a thread for this "
+                                  "request (") + strerror(error) +
+                      "): every request in flight needs one; memory= may be too small";
+    outcome.fill(message.initRoot<rpc::LaneReply>().initStatus());
+    lane.write(message);
+    return true;
+  } catch (const LaneError& e) {
+    if (e.kind != LaneError::CLOSED) fprintf(stderr, "pyworker: lane: %s\n", e.what());
+  } catch (const kj::Exception& e) {
+    fprintf(stderr, "pyworker: lane: bad call: %s\n", e.getDescription().cStr());
+  } catch (const std::bad_alloc&) {
+    fprintf(stderr, "pyworker: lane: out of memory answering a call it has no thread for\n");
+  }
+  return false;
+}
+
+void LaneServer::serve(std::unique_ptr<LaneStream> owned) {
+  PythonThread python;
+  LaneStream& lane = *owned;
+  try {
+    auto scratch = newMessageScratch();
     for (;;) answer(lane, scratch);
+  } catch (const std::bad_alloc&) {
+    // Outside the script (whose MemoryError is its request's failure): the lane ends.
+    fprintf(stderr, "pyworker: lane: out of memory\n");
   } catch (const LaneError& e) {
     // CLOSED is the normal end of a lane (the plugin dropped it, or nbdkit is gone).
     if (e.kind != LaneError::CLOSED) fprintf(stderr, "pyworker: lane: %s\n", e.what());

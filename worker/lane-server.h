@@ -1,7 +1,8 @@
 // The worker's end of the lanes: takes the lanes the plugin offers on --lane-fd and serves
 // each on a thread of its own, which reads a LaneCall (a connection's callback), runs the
 // script's callback itself (no hop to another thread) and writes the LaneReply. See "Lanes"
-// in schema/pyworker.capnp.
+// in schema/pyworker.capnp. The plugin bounds how many lanes a worker has
+// (plugin/lane-pool.h); a lane that finds no thread still gets answers (takeLanes()).
 #pragma once
 
 #include "handle-callbacks.h"
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace pyworker {
 
@@ -38,7 +40,10 @@ public:
 
 private:
   void takeLanes();
-  void serve(kj::AutoCloseFd socket);
+  int startServing(std::unique_ptr<LaneStream>& lane);
+  // 0 once a thread serves `lane` (which it then owns), else the errno and `lane` is kept.
+  bool refuse(LaneStream& lane, int error);
+  void serve(std::unique_ptr<LaneStream> lane);
   void answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch);
   Outcome run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder reply);
   uint8_t* sharedRange(uint64_t offset, uint32_t length, uint32_t count) const;

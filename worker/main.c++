@@ -6,6 +6,7 @@
 #include "lane-server.h"
 #include "open-handle.h"
 #include "orphan-watch.h"
+#include "native-thread.h"
 #include "nbdkit-module.h"
 #include "process-title.h"
 #include "python-executor.h"
@@ -18,6 +19,7 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -183,12 +185,12 @@ void forgetForeignMainThread() {
   }
   // Run atexit handlers as in-process nbdkit does at unload, but never hang on a script's
   // own threads: a watchdog ends the process if finalizing takes too long.
-  std::thread([]() {
+  startThread(SMALL_STACK_SIZE, []() {
     std::this_thread::sleep_for(std::chrono::seconds(5));
     endDescendants();
     fflush(nullptr);
     _exit(0);
-  }).detach();
+  });
   PyEval_RestoreThread(mainThread);
   forgetForeignMainThread();
   Py_FinalizeEx();
@@ -204,6 +206,13 @@ int run(const Arguments& arguments) {
   // Nothing of nbdkit's (client sockets, the other end of our socketpairs) may stay open here.
   KJ_SYSCALL(close_range(highest + 1, ~0U, 0));
   signal(SIGPIPE, SIG_IGN);
+  if (getenv("MALLOC_ARENA_MAX") == nullptr) {
+    // glibc gives each new thread a malloc arena of its own, up to 8 per core, each reserving
+    // 64 MiB of address space: under memory= (RLIMIT_AS) a handful of lane threads took more
+    // than the script. The worker's threads run Python one at a time (the GIL), so they lose
+    // little by sharing one arena.
+    mallopt(M_ARENA_MAX, 1);
+  }
   if (!becomeSubreaper()) {
     // Linux >= 3.4 has it: then a setsid() daemon of the script outlives a killed worker.
     perror("nbdkit-pyworker-worker: prctl(PR_SET_CHILD_SUBREAPER)");

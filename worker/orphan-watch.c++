@@ -1,10 +1,12 @@
 #include "orphan-watch.h"
 
 #include "descendants.h"
+#include "native-thread.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,7 +33,7 @@ void waitForHangUp(int fd) {
 void orderlyExitBegun() { exiting = true; }
 
 void startOrphanWatch(int servingFd, std::chrono::milliseconds grace) {
-  std::thread([servingFd, grace]() {
+  int error = startThread(SMALL_STACK_SIZE, [servingFd, grace]() {
     waitForHangUp(servingFd);
     auto step = std::chrono::milliseconds(20);
     for (auto waited = std::chrono::milliseconds(0); waited < grace; waited += step) {
@@ -44,7 +46,11 @@ void startOrphanWatch(int servingFd, std::chrono::milliseconds grace) {
     fflush(nullptr);
     endDescendants();
     _exit(1);
-  }).detach();
+  });
+  if (error != 0) {
+    // Not fatal: only a script that blocks its main thread while nbdkit dies is affected.
+    fprintf(stderr, "nbdkit-pyworker-worker: orphan watch: %s\n", strerror(error));
+  }
 }
 
 }  // namespace pyworker

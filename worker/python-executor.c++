@@ -1,10 +1,10 @@
 #include "python-executor.h"
 
+#include "native-thread.h"
 #include "python-ref.h"
 
 #include <kj/debug.h>
 
-#include <thread>
 
 namespace pyworker {
 
@@ -26,7 +26,17 @@ void PythonExecutor::submit(kj::Function<void()> job) {
     // has not woken yet still counts as idle, and its job is still queued): grow, so that a
     // sleeping callback does not hold up the others. Past the limit, jobs wait their turn.
     ++threads;
-    std::thread(&PythonExecutor::threadMain, this).detach();
+    int error = startThread(PYTHON_STACK_SIZE, [this]() { threadMain(); });
+    if (error == 0) return;
+    // No thread to be had (memory= exhausted): the job waits for a running thread; with none
+    // at all it fails now rather than wait for ever.
+    --threads;
+    if (threads == 0) {
+      queue.pop_back();
+      --pending;
+      KJ_FAIL_SYSCALL("starting a thread for the script", error);
+    }
+    wake.notify_one();
   } else {
     wake.notify_one();
   }

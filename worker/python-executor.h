@@ -31,7 +31,8 @@ public:
   // belongs to the calling thread's event loop. A C++ exception from the job rejects it.
 
   void submit(kj::Function<void()> job);
-  // Fire and forget; exceptions escaping `job` abort, so catch inside.
+  // Fire and forget; exceptions escaping `job` abort, so catch inside. Throws kj::Exception
+  // (and drops `job`) when no pool thread exists and none can be started (memory=).
 
   size_t busy() const;
   // Jobs queued or running. Zero means no thread is inside the script right now.

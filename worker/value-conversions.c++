@@ -1,5 +1,7 @@
 #include "value-conversions.h"
 
+#include "rpc-limits.h"
+
 #include "script.h"
 
 #include <cstring>
@@ -259,6 +261,31 @@ void checkExtents(const std::vector<ExtentValue>& extents, uint64_t offset, uint
     }
     any = true;
   }
+}
+
+void shapeExtents(std::vector<ExtentValue>& extents, uint64_t offset) {
+  // In place: `kept` never overtakes the extent being read.
+  size_t kept = 0;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    ExtentValue e = extents[i];
+    if (e.length == 0) continue;
+    if (kept == MAX_EXTENTS) break;  // nbdkit ignores the rest, merging none of them
+    if (kept == 0) {
+      if (static_cast<unsigned __int128>(e.offset) + e.length <= offset) continue;
+      if (e.offset < offset) {
+        e.length -= offset - e.offset;
+        e.offset = offset;
+      }
+      // One that starts after `offset` (beyond the request: checkExtents() lets it through)
+      // is left for nbdkit_add_extent() to refuse, or to ignore if it is past the export.
+    }
+    if (kept > 0 && extents[kept - 1].type == e.type) {
+      extents[kept - 1].length += e.length;
+    } else {
+      extents[kept++] = e;
+    }
+  }
+  extents.resize(kept);
 }
 
 std::vector<ExportValue> toExports(PyObject* value, const char* callback) {

@@ -58,6 +58,14 @@ void checkExtents(const std::vector<ExtentValue>& extents, uint64_t offset, uint
 // (not contiguous, in its wrapping arithmetic; the first kept one starting after `offset`)
 // throw ScriptError with nbdkit's message instead.
 
+void shapeExtents(std::vector<ExtentValue>& extents, uint64_t offset);
+// Checked extents for a request at `offset` → what nbdkit_add_extent() would keep of them, in
+// its order of rules: empty extents and those wholly before `offset` dropped, the first one
+// clipped to start at `offset`, neighbours of the same type merged, at most MAX_EXTENTS
+// (rpc-limits.h) kept. So an honest answer of any length fits the reply (the plugin refuses
+// more as a lie) and the client sees what nbdkit python would send. Clipping at the end of
+// the export is left to the plugin's nbdkit_add_extent(): the worker does not know the size.
+
 struct ExportValue {
   std::string name;
   std::string description;
