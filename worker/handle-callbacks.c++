@@ -271,7 +271,7 @@ Outcome HandleCallbacks::cache(const OpenHandle& h, uint32_t count, uint64_t off
 
 Outcome HandleCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t offset,
                                uint32_t flags, std::vector<ExtentValue>& extents) const {
-  return script.call("extents", &h.connection, [&]() {
+  Outcome outcome = script.call("extents", &h.connection, [&]() {
     PyRef fn = script.lookup("extents");
     if (!fn) {
       // can_extents said yes without an extents callback: nbdkit python then reports the
@@ -285,6 +285,13 @@ Outcome HandleCallbacks::extents(const OpenHandle& h, uint32_t count, uint64_t o
     checkExtents(extents, offset, count, "extents");
     shapeExtents(extents, offset);
   });
+  if (outcome.ok() && extents.empty()) {
+    // None covers the request (all before it): nbdkit's own check once the callback has
+    // returned, with its message and errno, whatever the script set.
+    outcome.error = EINVAL;
+    outcome.message = "extents: plugin must return at least one extent";
+  }
+  return outcome;
 }
 
 }  // namespace pyworker
