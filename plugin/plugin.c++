@@ -189,11 +189,7 @@ void pyworkerCleanup() {
   guarded("cleanup", 0, [&] {
     // A worker that died (or was killed to let nbdkit exit) has nothing left to clean up;
     // starting a new one just to run cleanup() would be worse than not running it.
-    state().supervisor().forEachWorker([](WorkerLink& link) {
-      link.run([](rpc::Worker::Client& worker) {
-        return worker.cleanupRequest().send().ignoreResult();
-      });
-    });
+    state().supervisor().cleanUp();
     return 0;
   });
 }

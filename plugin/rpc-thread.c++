@@ -10,6 +10,13 @@
 
 namespace pyworker {
 
+namespace {
+
+constexpr auto OUTPUT_AFTER_EXIT = 50 * kj::MILLISECONDS;
+// Once the worker has exited, what it wrote is in the pipe already: this is plenty to copy it.
+
+}  // namespace
+
 RpcThread::RpcThread(kj::AutoCloseFd socket, WorkerProcess& process,
                      std::function<void()> onExit)
     : process_(process),
@@ -20,12 +27,15 @@ RpcThread::RpcThread(kj::AutoCloseFd socket, WorkerProcess& process,
   KJ_REQUIRE(lock->executor != nullptr, "pyworker: the RPC thread failed to start");
 }
 
-RpcThread::~RpcThread() noexcept { stop(); }
+RpcThread::~RpcThread() noexcept { stop(0 * kj::SECONDS); }
 
-void RpcThread::stop() {
+void RpcThread::stop(kj::Duration drainLimit) {
   {
     auto lock = state_.lockExclusive();
-    if (lock->stop && !lock->stopping) lock->stop->fulfill();
+    if (lock->stop && !lock->stopping) {
+      lock->drainLimit = drainLimit;
+      lock->stop->fulfill();
+    }
     lock->stopping = true;
   }
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
@@ -34,14 +44,15 @@ void RpcThread::stop() {
 void RpcThread::loop(kj::AutoCloseFd socket) {
   try {
     auto io = kj::setupAsyncIo();
+    auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd(),
+                             process_.identity() + ": ")
+                      .eagerlyEvaluate(nullptr);
     {
-      RpcConnection connection(*io.lowLevelProvider, kj::mv(socket), process_.identity());
+      auto connection = kj::heap<RpcConnection>(*io.lowLevelProvider, kj::mv(socket),
+                                                process_.identity());
       auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
       auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
-      auto output = pumpOutput(*io.lowLevelProvider, process_.outputFd(),
-                               process_.identity() + ": ")
-                        .eagerlyEvaluate(nullptr);
-      auto disconnected = connection.onDisconnect()
+      auto disconnected = connection->onDisconnect()
                               .then([this]() { onExit_(); },
                                     [this](kj::Exception&&) { onExit_(); })
                               .eagerlyEvaluate(nullptr);
@@ -49,20 +60,41 @@ void RpcThread::loop(kj::AutoCloseFd socket) {
         auto lock = state_.lockExclusive();
         lock->executor = &kj::getCurrentThreadExecutor();
         lock->timer = &io.provider->getTimer();
-        lock->connection = &connection;
+        lock->connection = connection.get();
         lock->stop = kj::mv(stop.fulfiller);
       }
       stop.promise.wait(io.waitScope);
+      {
+        auto lock = state_.lockExclusive();
+        lock->executor = nullptr;
+        lock->connection = nullptr;
+      }
+      // A deliberate end: neither the hang-up below nor the exit it causes is a death.
+      disconnected = kj::READY_NOW;
+      watch = kj::READY_NOW;
       handles_.clear();  // before the connection they belong to
-      auto lock = state_.lockExclusive();
-      lock->executor = nullptr;
-      lock->connection = nullptr;
-      lock->finished = true;
+      connection = nullptr;
+      process_.tellToExit();
+      // Tearing the connection down queues events of its own (writes of the last messages, the
+      // end of the RPC system): run them, or the event loop would be destroyed with events
+      // still queued (kj reports that as an error).
+      io.waitScope.poll();
     }
-    // Tearing the connection down queues events of its own (writes of the last messages, the
-    // end of the RPC system): run them, or the event loop would be destroyed with events
-    // still queued (kj reports that as an error).
-    io.waitScope.poll();
+    // What the worker prints while it exits (cleanup's output already came; atexit handlers,
+    // a traceback) reaches the log as in-process: the output is copied until the pipe ends,
+    // or until shortly after the worker has exited (a daemon it started may hold the pipe),
+    // or the drain limit has passed.
+    auto drainLimit = state_.lockShared()->drainLimit;
+    auto exited = kj::heap<kj::UnixEventPort::FdObserver>(
+        io.unixEventPort, process_.pidfd(), kj::UnixEventPort::FdObserver::OBSERVE_READ);
+    auto& timer = io.provider->getTimer();
+    auto afterExit = exited->whenBecomesReadable()
+                         .then([&timer]() { return timer.afterDelay(OUTPUT_AFTER_EXIT); })
+                         .attach(kj::mv(exited));
+    output.exclusiveJoin(kj::mv(afterExit))
+        .exclusiveJoin(timer.afterDelay(drainLimit))
+        .wait(io.waitScope);
+    state_.lockExclusive()->finished = true;
   } catch (const kj::Exception& e) {
     nbdkit_error("pyworker: RPC thread: %s", e.getDescription().cStr());
     state_.lockExclusive()->finished = true;

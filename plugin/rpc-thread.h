@@ -37,9 +37,10 @@ public:
   ~RpcThread() noexcept;
   KJ_DISALLOW_COPY(RpcThread);
 
-  void stop();
-  // Releases every handle, stops the loop (which closes the socket) and joins the thread.
-  // Idempotent; later calls throw.
+  void stop(kj::Duration drainLimit);
+  // Releases every handle, closes the socket (the worker's signal to exit), copies what the
+  // worker still prints while it exits into the log (until its output ends, it has exited, or
+  // `drainLimit` has passed), and joins the thread. Idempotent; later calls throw.
 
   void run(Call& call, Deadline limit);
   // Runs `call` on the loop thread and waits until its promise settles. Throws the call's
@@ -62,6 +63,7 @@ private:
     kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
     bool stopping = false;
     bool finished = false;
+    kj::Duration drainLimit = 0 * kj::SECONDS;
   };
 
   void loop(kj::AutoCloseFd socket);

@@ -113,6 +113,25 @@ void Supervisor::forEachWorker(const std::function<void(WorkerLink&)>& call) {
   for (auto& instance : live) call(*instance);
 }
 
+void Supervisor::cleanUp() {
+  if (!forked_) {
+    forEachWorker([](WorkerLink& link) {
+      link.run([](rpc::Worker::Client& worker) {
+        return worker.cleanupRequest().send().ignoreResult();
+      });
+    });
+    return;
+  }
+  std::vector<std::shared_ptr<WorkerInstance>> live;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& slot : slots_) {
+      if (slot.current && !slot.current->isLost()) live.push_back(slot.current);
+    }
+  }
+  for (auto& instance : live) instance->cleanUp();
+}
+
 WorkerLink& Supervisor::link() {
   // After the fork a link is only safe to use with its WorkerInstance held: instance().
   KJ_REQUIRE(!forked_, "the config-phase link is gone after the fork");
@@ -132,7 +151,7 @@ void Supervisor::startServing() {
     auto instance = std::make_shared<WorkerInstance>(
         i, kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt);
     afterFork(*instance);
-    instance->armTimeout(setup_.timeout);
+    instance->beginServing(setup_.timeout);
     std::lock_guard<std::mutex> lock(mutex_);
     instances_.push_back(instance);
     slot.current = kj::mv(instance);
@@ -303,7 +322,7 @@ std::shared_ptr<WorkerInstance> Supervisor::bringUp(size_t slot, const char* wha
                  static_cast<int>(e.pid), e.why.c_str());
     throw ScriptFailed();
   }
-  instance->armTimeout(setup_.timeout);
+  instance->beginServing(setup_.timeout);
   return instance;
 }
 
@@ -329,6 +348,7 @@ void Supervisor::reload(const std::string& reason) {
     return;
   }
   std::string change;
+  std::vector<std::shared_ptr<WorkerInstance>> previous;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (size_t i = 0; i < slots_.size(); ++i) {
@@ -336,6 +356,7 @@ void Supervisor::reload(const std::string& reason) {
       change += (change.empty() ? "" : ", ") +
                 std::to_string(slot.current ? slot.current->pid() : -1) + " -> " +
                 std::to_string(fresh[i]->pid());
+      previous.push_back(kj::mv(slot.current));
       slot.current = fresh[i];  // The old worker lives on while its connections do.
     }
     slotChanged_.notify_all();
@@ -344,6 +365,9 @@ void Supervisor::reload(const std::string& reason) {
   // wants to see.
   nbdkit_error("pyworker: reloaded %s (%s, modified %s): worker process %s",
                setup_.script.c_str(), reason.c_str(), modified.c_str(), change.c_str());
+  // An old worker without connections retires here (its cleanup() and exit), after the log
+  // line and without mutex_.
+  previous.clear();
 }
 
 }  // namespace pyworker

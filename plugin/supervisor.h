@@ -40,8 +40,12 @@ public:
 
   void forEachWorker(const std::function<void(WorkerLink&)>& call);
   // Process-wide callbacks that every worker must see (config_complete, thread_model,
-  // get_ready, cleanup): before the fork through the config-phase links, after it to every
+  // get_ready): before the fork through the config-phase links, after it to every
   // live worker (a dead one is not replaced for this).
+
+  void cleanUp();
+  // nbdkit's cleanup: the script's cleanup() in every live worker (a dead one is not replaced
+  // for this), once; a worker retired by a reload runs it when it ends (WorkerInstance).
 
   WorkerLink& link();
   // Before the fork: the first worker's config-phase link, for questions any worker can

@@ -18,6 +18,13 @@ constexpr auto LANE_CLOSED_DEATH_WAIT = 200 * kj::MILLISECONDS;
 
 constexpr auto STALL_TIME = std::chrono::seconds(1);
 
+constexpr auto EXIT_GRACE = 3 * kj::SECONDS;
+// For the worker to exit once told (its atexit handlers) on a busy machine; then it is killed.
+constexpr auto MINIMUM_EXIT_GRACE = 100 * kj::MILLISECONDS;
+
+constexpr auto RETIRED_CLEANUP_LIMIT = std::chrono::seconds(60);
+// cleanup() of a retired worker without timeout=.
+
 struct CallCount {
   // Counts one call as in flight for its lifetime.
   std::atomic<uint64_t>& finished;
@@ -40,18 +47,47 @@ WorkerInstance::WorkerInstance(size_t slot, std::unique_ptr<WorkerProcess> proce
       rpc_(kj::mv(servingSocket), *process_, [this] { lose(Loss::DISCONNECTED); }) {}
 
 WorkerInstance::~WorkerInstance() noexcept {
-  // The RPC thread first, so that it does not report a deliberate stop as a death.
-  rpc_.stop();
-  process_->stop(3 * kj::SECONDS);
+  if (serving_.load() && !cleanedUp_.load() && !isLost()) {
+    // Retired (a reload's previous generation, its last connection closed): it ends normally,
+    // so its script's cleanup() runs, as nbdkit runs it before unload. Bounded: it holds the
+    // thread that closed that connection.
+    if (callLimitMilliseconds_.load() == 0) {
+      callLimitMilliseconds_ = std::chrono::milliseconds(RETIRED_CLEANUP_LIMIT).count();
+    }
+    try {
+      cleanUp();
+    } catch (const CallTimedOut& e) {
+      nbdkit_error("pyworker: cleanup in retired worker process %d took longer than %g "
+                   "seconds: killed it",
+                   e.pid, e.seconds);
+    } catch (const WorkerLost& e) {
+      nbdkit_error("pyworker: retired worker process %d was lost in cleanup: %s",
+                   static_cast<int>(e.pid), e.why.c_str());
+    } catch (const kj::Exception& e) {
+      nbdkit_error("pyworker: cleanup in retired worker process %d: %s",
+                   static_cast<int>(pid()), e.getDescription().cStr());
+    }
+  }
+  stop();
 }
 
 void WorkerInstance::stop() {
-  rpc_.stop();
-  process_->stop(3 * kj::SECONDS);
+  // The RPC thread first, so that it does not report a deliberate stop as a death; it copies
+  // what the worker prints while it exits (atexit handlers) to the log.
+  auto start = kj::systemPreciseMonotonicClock().now();
+  rpc_.stop(EXIT_GRACE);
+  auto left = EXIT_GRACE - (kj::systemPreciseMonotonicClock().now() - start);
+  process_->stop(kj::max(left, MINIMUM_EXIT_GRACE));
 }
 
-void WorkerInstance::armTimeout(std::optional<std::chrono::milliseconds> timeout) {
+void WorkerInstance::beginServing(std::optional<std::chrono::milliseconds> timeout) {
   callLimitMilliseconds_ = timeout ? std::max<int64_t>(timeout->count(), 1) : 0;
+  serving_ = true;
+}
+
+void WorkerInstance::cleanUp() {
+  if (cleanedUp_.exchange(true)) return;
+  run([](rpc::Worker::Client& worker) { return worker.cleanupRequest().send().ignoreResult(); });
 }
 
 void WorkerInstance::lose(Loss cause) {

@@ -26,10 +26,11 @@ public:
                  kj::AutoCloseFd servingSocket,
                  std::optional<std::chrono::milliseconds> callLimit);
   // Starts the RPC thread. `slot`: which of the supervisor's workers=N this one is (or
-  // replaces). `callLimit` bounds each call until armTimeout() (a worker being brought up: see
+  // replaces). `callLimit` bounds each call until beginServing() (a worker being brought up: see
   // Supervisor); none for a first worker, whose start-up is nbdkit's own.
   ~WorkerInstance() noexcept override;
-  // Stops the RPC thread, then the process.
+  // A serving worker that ends normally (retired by a reload once its connections have closed)
+  // runs the script's cleanup() first, unless cleanUp() already did; then stop().
   KJ_DISALLOW_COPY(WorkerInstance);
 
   void run(Call call) override;
@@ -47,8 +48,12 @@ public:
   void releaseHandle(uint64_t id);
   // The script's close() for that handle (on the RPC thread), if the worker still has it.
 
-  void armTimeout(std::optional<std::chrono::milliseconds> timeout);
-  // From now on a call that takes longer than timeout= kills the worker (CallTimedOut).
+  void beginServing(std::optional<std::chrono::milliseconds> timeout);
+  // Brought up: from now on a call that takes longer than timeout= kills the worker
+  // (CallTimedOut), and the worker runs cleanup() when it ends normally.
+
+  void cleanUp();
+  // The script's cleanup(), once (nbdkit's cleanup callback, or retirement). Throws as run().
 
   void reject();
   // The worker sent a reply that no correct worker sends (reply-checks.h): it is killed, so
@@ -68,7 +73,8 @@ public:
   // by the shutdown watch only, a few times a second).
 
   void stop();
-  // Ends the RPC thread and the worker now, even if connections still hold this instance.
+  // Ends the RPC thread and the worker now, even if connections still hold this instance
+  // (no cleanup()); what the worker prints while it exits still reaches the log.
 
 private:
   enum class Loss { DISCONNECTED, INVALID_REPLY, TIMED_OUT };
@@ -84,6 +90,8 @@ private:
   std::unique_ptr<WorkerProcess> process_;
   std::atomic<bool> lost_ = false;
   std::atomic<bool> killedHere_ = false;  // lose() sent it SIGKILL
+  std::atomic<bool> serving_ = false;     // beginServing() was called
+  std::atomic<bool> cleanedUp_ = false;   // cleanUp() was called
   std::atomic<Loss> cause_ = Loss::DISCONNECTED;
   std::atomic<int64_t> callLimitMilliseconds_ = 0;  // 0: none
   std::atomic<uint64_t> callsStarted_ = 0;

@@ -271,13 +271,18 @@ bool WorkerProcess::hasExited(kj::Duration wait) {
   return r > 0;
 }
 
-void WorkerProcess::stop(kj::Duration grace) {
-  if (stopped_) return;
-  stopped_ = true;
+void WorkerProcess::tellToExit() {
+  std::lock_guard<std::mutex> lock(hangUpMutex_);
   // End of the serving connection is the worker's signal to exit.
   sockets_ = {};
   if (lifeline_ != nullptr) shutdown(lifeline_.get(), SHUT_RDWR);
   lifeline_ = nullptr;
+}
+
+void WorkerProcess::stop(kj::Duration grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  tellToExit();
 
   pollfd p = {pidfd_.get(), POLLIN, 0};
   int r;

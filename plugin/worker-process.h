@@ -57,6 +57,10 @@ public:
   gid_t gid() const { return gid_; }
   // The credentials it was started with (nbdkit's before any -u/-g switch).
 
+  void tellToExit();
+  // Hangs up on the worker (its serving socket, whatever copies of it live on): the worker's
+  // signal to exit normally. Returns at once; idempotent.
+
   void stop(kj::Duration grace);
   // The worker exits by itself when its serving socket closes (ending what its script started:
   // worker/descendants.h); wait up to `grace` for that, then kill() it. Then its process
@@ -103,6 +107,7 @@ private:
   // stopping: closing our fd alone is not EOF while a copy lives on (nbdkit --run forks, and
   // the process running the command holds copies of every fd until it ends).
   bool stopped_ = false;
+  std::mutex hangUpMutex_;  // tellToExit() comes from the RPC thread and from stop()
   std::mutex exitMutex_;
   // describeExit() is asked by the RPC thread and by nbdkit's threads.
   bool reaped_ = false;

@@ -120,7 +120,7 @@ std::shared_ptr<WorkerInstance> startWorker(const WorkerSetup& setup) {
   threadModel(*instance);
   getReady(*instance);
   afterFork(*instance);
-  instance->armTimeout(std::nullopt);
+  instance->beginServing(std::nullopt);
   return instance;
 }
 

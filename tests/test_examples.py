@@ -163,6 +163,28 @@ class ExamplesTest(NbdkitTestCase):
 class LifecycleTest(NbdkitTestCase):
     """The same callbacks, in the same order, under both plugins."""
 
+    def test_cleanup_and_atexit_output_reach_the_log_at_exit(self):
+        # Issue 20 item 3: under pyworker the output of atexit handlers was lost, even in a
+        # plain --run; nbdkit python prints it. (On stderr: what a script prints to stdout
+        # once nbdkit serves is lost in-process, README "Differences".)
+        script = self.script("exit-output.py", text=(
+            "import atexit, sys\n"
+            "API_VERSION = 2\n"
+            "def cleanup(): sys.stderr.write('cleanup says bye\\n')\n"
+            "atexit.register(lambda: sys.stderr.write('atexit says bye\\n'))\n"
+            "def open(readonly): return 1\n"
+            "def get_size(h): return 512\n"
+            "def pread(h, buf, offset, flags): buf[:] = bytes(len(buf))\n"))
+        for plugin in BOTH:
+            with self.subTest(plugin=plugin):
+                r = self.run_nbdkit("-U", "-", "--run", "nbdinfo --size \"$uri\"",
+                                    script=script, plugin=plugin)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.strip(), "512")
+                for line in ("cleanup says bye", "atexit says bye"):
+                    self.assertRegex(r.stderr, "(?m)^(pyworker\\[\\d+\\]: )?%s$" % line)
+                self.assertLess(r.stderr.index("cleanup says"), r.stderr.index("atexit says"))
+
     def run_lifecycle(self, plugin, args=()):
         log = os.path.join(self.tmp, "lifecycle-%s.log" % plugin)
         server = self.start(self.script("test-lifecycle.py"), "log=" + log, "extra=1",

@@ -24,6 +24,18 @@ def pread(h, buf, offset, flags):
 """
 
 
+# Says when it cleans up and exits, on stdout and stderr, as a script that tidies up does.
+EXIT_SCRIPT = SCRIPT + """
+import atexit, sys
+def cleanup():
+    print("cleanup %%s in %%d" %% (VERSION.decode(), os.getpid()))
+def _exiting():
+    print("atexit %%s in %%d" %% (VERSION.decode(), os.getpid()))
+    sys.stderr.write("atexit-stderr %%s in %%d\\n" %% (VERSION.decode(), os.getpid()))
+atexit.register(_exiting)
+"""
+
+
 def version(h):
     text = bytes(h.pread(64, 0)).rstrip(b"\0").decode()
     name, pid = text.split(";")
@@ -62,6 +74,36 @@ class ReloadTest(NbdkitTestCase):
         self.handles.remove(old)
         self.assertTrue(wait_until(lambda: old_pid not in worker_pids(self.token), 10))
         self.assertEqual(worker_pids(self.token), [version(new)[1]])
+
+    def test_a_retired_worker_cleans_up_and_its_exit_output_reaches_the_log(self):
+        # Issue 20 item 3: it exited without cleanup(), and what atexit handlers print was lost.
+        script = self.script("reload.py", text=EXIT_SCRIPT % "one")
+        server = self.start(script, "reload=on-change")
+        old = server.connect()
+        old_pid = version(old)[1]
+        self.write_script(script, EXIT_SCRIPT % "two")
+        self.assertTrue(self.reloaded(server, 1), server.stderr())
+        new_pid = version(server.connect())[1]
+        time.sleep(0.5)
+        self.assertNotIn("cleanup one", server.stderr(), "cleaned up under a live connection")
+        self.assertEqual(version(old), ("one", old_pid))
+        old.shutdown()
+        self.handles.remove(old)
+        lines = ["cleanup one in %d" % old_pid, "atexit one in %d" % old_pid,
+                 "atexit-stderr one in %d" % old_pid]
+        self.assertTrue(wait_until(lambda: all(l in server.stderr() for l in lines), 10),
+                        server.stderr())
+        self.assertFalse(harness.pid_alive(old_pid))
+        # In the order the worker printed them; the new worker is untouched.
+        log = server.stderr()
+        self.assertLess(log.index(lines[0]), log.index(lines[1]))
+        self.assertNotIn("in %d" % new_pid, log)
+        self.close_handles()
+        self.assertEqual(server.stop(), 0)
+        log = server.stderr()
+        for line in ("cleanup two in %d", "atexit two in %d", "atexit-stderr two in %d"):
+            self.assertEqual(log.count(line % new_pid), 1, log)
+        self.assertEqual(log.count(lines[0]), 1, "cleanup ran twice in the retired worker")
 
     def test_a_broken_script_leaves_service_unchanged(self):
         script = self.script("reload.py", text=SCRIPT % "one")
