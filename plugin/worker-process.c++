@@ -15,6 +15,7 @@
 #include <kj/debug.h>
 
 #include "process-tree.h"
+#include "worker-cgroup.h"
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -167,9 +168,18 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
     KJ_FAIL_SYSCALL("pidfd_open", e);
   }
   pidfd_ = kj::AutoCloseFd(pidfd);
-  nbdkit_debug("pyworker: worker process %d: the processes its script starts end with it "
-               "(it is their child subreaper; its process group if it dies by itself)",
-               static_cast<int>(pid));
+  std::string noCgroup;
+  if (auto cgroup = WorkerCgroup::create(pid, noCgroup)) cgroup_.emplace(std::move(*cgroup));
+  if (cgroup_) {
+    nbdkit_debug("pyworker: worker process %d: the processes its script starts end with it "
+                 "(its cgroup %s)",
+                 static_cast<int>(pid), cgroup_->path().c_str());
+  } else {
+    nbdkit_debug("pyworker: worker process %d: the processes its script starts end with it "
+                 "(it is their child subreaper; its process group if it dies by itself, but "
+                 "not a setsid() daemon then: no cgroup, %s)",
+                 static_cast<int>(pid), noCgroup.c_str());
+  }
   if (memoryLimit) {
     // Set from here rather than by the worker: the script's first line runs only after the
     // plugin's load request, which comes later on the socket.
@@ -238,6 +248,10 @@ bool WorkerProcess::wasKilledBy(int signal) {
 }
 
 void WorkerProcess::kill() {
+  if (cgroup_ && cgroup_->killAll()) {  // all at once, the worker among them
+    pidfdSendSignal(pidfd_.get(), SIGKILL);
+    return;
+  }
   // Stopped, the worker starts nothing more, and as the subreaper of what its script started
   // it keeps all of that below it while the tree is ended; then the worker itself.
   pidfdSendSignal(pidfd_.get(), SIGSTOP);
@@ -249,7 +263,8 @@ void WorkerProcess::killGroup() {
   // For a worker that ended without ending what its script started (a crash, os._exit(), a
   // SIGKILL from outside): its children were reparented to init, but those still in its
   // process group (the worker's pid: posix_spawn's setpgroup) can be found. A setsid() daemon
-  // cannot. Called with exitMutex_ held.
+  // cannot, unless the worker has a cgroup. Called with exitMutex_ held.
+  if (cgroup_) cgroup_->killAll();
   if (pid_ <= 1) return;
   if (getpid() == spawner_ && !reaped_) {
     // Our unreaped zombie holds the number: the group can only be the worker's.
@@ -301,6 +316,7 @@ void WorkerProcess::stop(kj::Duration grace) {
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
   }
+  if (cgroup_) cgroup_->remove();  // also when connections nbdkit never closed hold this
   nbdkit_debug("pyworker: worker process %d exited", static_cast<int>(pid_));
 }
 

@@ -1,0 +1,52 @@
+#pragma once
+// A cgroup (v2) of one worker: the strong way to end everything its script started. Whatever a
+// process does (setsid(), double forks, a new process group), it stays in the cgroup of the
+// process that forked it, and cgroup.kill (Linux >= 5.14) ends every process in it at once.
+// This covers what the worker's subreaper and process group cannot: a setsid() daemon of a
+// worker that dies by itself. Needs a writable cgroup2 hierarchy (root, or a delegated
+// subtree); where there is none, the worker runs without one and the weaker mechanisms remain
+// (worker-process.h says so with -v).
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+
+namespace pyworker {
+
+class WorkerCgroup {
+public:
+  static std::optional<WorkerCgroup> create(pid_t worker, std::string& whyNot);
+  // A new cgroup below nbdkit's own in the cgroup2 hierarchy, named
+  // pyworker-NBDKITPID-WORKERPID, with `worker` moved into it (call before the worker has run
+  // anything of the script). Empty cgroups left by an nbdkit that was killed (both pids gone)
+  // are removed on the way. nullopt, with the reason in `whyNot`, when that cannot be done.
+
+  WorkerCgroup(WorkerCgroup&& other) noexcept;
+  WorkerCgroup& operator=(WorkerCgroup&&) = delete;
+  WorkerCgroup(const WorkerCgroup&) = delete;
+  ~WorkerCgroup() { remove(); }
+
+  bool killAll();
+  // SIGKILL to every process in the cgroup, the worker included if it still lives. False if
+  // that could not be done (removed already, or nbdkit has switched to a user (-u) that may
+  // not write to the cgroup it made as root).
+
+  void remove();
+  // killAll(), then the cgroup is removed once empty (waiting up to about a second).
+  // Idempotent; not concurrently with itself.
+
+  const std::string& path() const { return path_; }
+
+private:
+  explicit WorkerCgroup(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+  std::atomic<bool> removed_ = false;  // or moved from
+};
+
+std::optional<std::string> cgroup2Directory(std::string& whyNot);
+// This process's own cgroup in the cgroup2 hierarchy (e.g. /sys/fs/cgroup/unified/ or
+// /sys/fs/cgroup/system.slice/nbdkit.service), from /proc/self/mountinfo and /proc/self/cgroup.
+
+}  // namespace pyworker
