@@ -29,6 +29,9 @@ public:
   // TIMED_OUT (past `deadline`), MALFORMED (not a well-formed LaneReply, or `read` found it
   // unreadable). The lane of a failed call is discarded.
 
+  void hangUp() { lanes_.hangUp(); }
+  // The worker is gone: calls waiting on a lane end now (LanePool::hangUp()).
+
 private:
   LanePool lanes_;
   std::string identity_;

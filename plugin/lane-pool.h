@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include <capnp/common.h>
@@ -63,9 +64,16 @@ public:
   size_t lanes() const;
   // Lanes that exist (lent or idle).
 
+  void hangUp();
+  // The worker is gone: every lane is shut down, so that a call waiting on one ends at once
+  // (CLOSED) even where a process that outlived the worker holds copies of its ends (without
+  // a cgroup, a setsid() daemon of its script); acquire() fails from now on.
+
 private:
-  void forget();
+  void forget(Lane* discarded);
   // A lent lane was discarded: room for a new one.
+  void track(Lane* lane);
+  // With mutex_ held: `lane` exists (shut down at once if the pool has hung up).
 
   int offers_;
   size_t limit_;
@@ -73,6 +81,8 @@ private:
   std::condition_variable returned_;
   size_t lanes_ = 0;
   std::vector<std::unique_ptr<Lane>> idle_;
+  std::set<Lane*> existing_;  // lent or idle, for hangUp()
+  bool hungUp_ = false;
 };
 
 }  // namespace pyworker

@@ -93,6 +93,7 @@ void WorkerInstance::cleanUp() {
 void WorkerInstance::lose(Loss cause) {
   if (lost_.exchange(true)) return;
   cause_ = cause;
+  lanes_.hangUp();
   if (cause == Loss::INVALID_REPLY) {
     nbdkit_error("pyworker: worker process %d sent an invalid reply: killing it; new "
                  "connections get a new worker", static_cast<int>(pid()));
@@ -176,8 +177,9 @@ void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
   } catch (const LaneError& e) {
     switch (e.kind) {
     case LaneError::CLOSED:
-      // A dying process's sockets close a moment before its pidfd says it has ended.
-      if (process_->hasExited(LANE_CLOSED_DEATH_WAIT)) {
+      // A dying process's sockets close a moment before its pidfd says it has ended; a lost
+      // worker's lanes are shut down here (lose()).
+      if (isLost() || process_->hasExited(LANE_CLOSED_DEATH_WAIT)) {
         lose(Loss::DISCONNECTED);
         throw lostError();
       }

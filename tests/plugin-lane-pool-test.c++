@@ -53,6 +53,23 @@ protected:
     }
   }
 
+  kj::AutoCloseFd receiveOffer() {
+    // The worker's end of the next lane offered, kept open (as a process that outlived the
+    // worker would keep its copy).
+    char byte;
+    iovec data = {&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr m{};
+    m.msg_iov = &data;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof(control);
+    KJ_ASSERT(recvmsg(worker.get(), &m, 0) == 1);
+    int fd;
+    memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
+    return kj::AutoCloseFd(fd);
+  }
+
   kj::AutoCloseFd ours, worker;
 };
 
@@ -143,6 +160,39 @@ TEST_F(LanePoolTest, ADiscardedLaneMakesRoomForANewOne) {
   EXPECT_EQ(pool.lanes(), 1u);
   a.reset();  // destroying a discarded lease gives nothing back
   EXPECT_EQ(pool.lanes(), 1u);
+}
+
+TEST_F(LanePoolTest, HangUpEndsAWaitingCallAndRefusesNewLanes) {
+  LanePool pool(ours.get(), 1);
+  auto lease = std::make_optional(pool.acquire());
+  auto workerEnd = receiveOffer();  // held open: no EOF comes from the peer
+  std::atomic<bool> readEnded{false}, acquireEnded{false};
+  std::thread caller([&]() {
+    try {
+      (*lease)->stream.read(std::nullopt, std::chrono::microseconds(0));
+    } catch (...) {
+    }
+    readEnded = true;
+  });
+  std::thread waiter([&]() {  // past the limit, waiting for the lane to come back
+    EXPECT_THROW(pool.acquire(), kj::Exception);
+    acquireEnded = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(readEnded.load());
+  EXPECT_FALSE(acquireEnded.load());
+  pool.hangUp();
+  caller.join();
+  waiter.join();
+  EXPECT_TRUE(readEnded.load());
+  EXPECT_TRUE(acquireEnded.load());
+  lease->discard();
+  try {
+    pool.acquire();
+    FAIL() << "a lane after hangUp()";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED);
+  }
 }
 
 TEST_F(LanePoolTest, AFailedOfferTakesNoRoom) {
