@@ -72,6 +72,7 @@ WorkerInstance::~WorkerInstance() noexcept {
 }
 
 void WorkerInstance::stop() {
+  serving_ = false;  // stopped: no cleanup() after this (nor an attempt at one)
   // The RPC thread first, so that it does not report a deliberate stop as a death; it copies
   // what the worker prints while it exits (atexit handlers) to the log.
   auto start = kj::systemPreciseMonotonicClock().now();
