@@ -37,6 +37,15 @@ PLUGIN = os.environ.get("PYWORKER_PLUGIN",
 WORKER = os.environ.get("PYWORKER_WORKER",
                         os.path.join(SOURCE_ROOT, "build", "worker", "nbdkit-pyworker-worker"))
 WORKER_NAME = "nbdkit-pyworker-worker"
+# PYWORKER_INSTALLED=1 (tools/test --package): the installed package is tested, as users run it:
+# nbdkit loads the plugin by its short name from its plugindir, and the plugin finds its
+# worker where the package put it. Tests that need a build tree's own programs skip.
+INSTALLED = os.environ.get("PYWORKER_INSTALLED") == "1"
+INSTALLED_WORKER = "/usr/libexec/nbdkit-pyworker/" + WORKER_NAME
+if INSTALLED:
+    PLUGIN = "pyworker"
+    WORKER = INSTALLED_WORKER
+NEEDS_BUILD_TREE = "needs the build tree's evil worker (not installed by the package)"
 EXAMPLES = os.path.join(SOURCE_ROOT, "examples")
 SCRIPTS = os.path.join(SOURCE_ROOT, "tests", "scripts")
 
@@ -289,7 +298,9 @@ class NbdkitTestCase(unittest.TestCase):
         missing = [t for t in REQUIRED_TOOLS if shutil.which(t, path=PATH) is None]
         self.assertIsNotNone(nbd, "the python3 nbd module (python3-libnbd) is missing")
         self.assertEqual(missing, [], "required tools missing (run tools/setup)")
-        if not REFERENCE:
+        if INSTALLED:
+            self.assertTrue(os.access(WORKER, os.X_OK), "package not installed: no %s" % WORKER)
+        elif not REFERENCE:
             self.assertTrue(os.path.isfile(PLUGIN), "plugin not built: %s" % PLUGIN)
             self.assertTrue(os.access(WORKER, os.X_OK), "worker not built: %s" % WORKER)
         self.token = "t" + uuid.uuid4().hex[:12]

@@ -55,6 +55,7 @@ class Sampler:
 
 
 @unittest.skipIf(harness.REFERENCE, "pyworker's own worker protocol")
+@unittest.skipIf(harness.INSTALLED, harness.NEEDS_BUILD_TREE)
 class FlowLimitTest(NbdkitTestCase):
 
     def assertBounded(self, sampler, server):

@@ -22,6 +22,7 @@ def pid_of(h):
 
 
 @unittest.skipIf(harness.REFERENCE, "pyworker's own worker protocol")
+@unittest.skipIf(harness.INSTALLED, harness.NEEDS_BUILD_TREE)
 class HostileWorkerTest(NbdkitTestCase):
 
     def start_evil(self, mode):
