@@ -28,6 +28,13 @@ struct CallTimedOut {
   int pid;
 };
 
+struct LaneRefused {
+  // A live worker closed the request's lane without answering: what a correct worker does
+  // when it has no memory left for the lane (worker/lane-server.c++ logs it there). The
+  // request fails with ENOMEM; the worker serves on.
+  int pid;
+};
+
 extern "C" int pyworker_debug_trace;
 // nbdkit -v -D pyworker.trace=1: log how long each forwarded callback took (nbdkit -v already
 // logs each callback's name and arguments as it starts).
@@ -67,6 +74,11 @@ T guarded(const char* callback, T failure, Body&& body) noexcept {
     nbdkit_error("pyworker: %s: lost the worker process (pid %d, %s) during this request",
                  callback, static_cast<int>(e.pid), e.why.c_str());
     nbdkit_set_error(EIO);
+  } catch (const LaneRefused& e) {
+    nbdkit_error("pyworker: %s: worker process %d closed the request's lane without "
+                 "answering (out of memory for it? memory= may be too small)",
+                 callback, e.pid);
+    nbdkit_set_error(ENOMEM);
   } catch (const ParameterError& e) {
     nbdkit_error("%s", e.what());
     nbdkit_set_error(EINVAL);

@@ -184,9 +184,10 @@ void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
         lose(Loss::DISCONNECTED);
         throw lostError();
       }
-      reject();  // alive, but it hung up on a call: no correct worker does that
-      throw BadReply(BadReply::WORKER, "invalid reply from the worker: it closed a lane "
-                                       "without answering the call");
+      // Alive, and it hung up on this call. A correct worker does that when it has no memory
+      // left for the lane (under memory=); a lying one gains nothing by it that an error
+      // reply would not give it. The lane is discarded, the worker serves on.
+      throw LaneRefused{static_cast<int>(pid())};
     case LaneError::TIMED_OUT:
       timedOut();
     case LaneError::MALFORMED:

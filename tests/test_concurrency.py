@@ -89,7 +89,13 @@ class ConcurrencyTest(NbdkitTestCase):
         handles = [server.connect() for _ in range(2)]
         pids = self.assertWorkerRunning()
         outcomes = reads_in_flight(handles, 16)
-        self.assertEqual(set(outcomes), {"ok", "ENOMEM"}, outcomes)
+        self.assertIn("ENOMEM", outcomes)
+        self.assertLessEqual(set(outcomes), {"ok", "ENOMEM", "EIO"}, outcomes)
+        if outcomes["EIO"]:
+            # In the little room left, a request that has its thread may find none for the
+            # script's own objects: MemoryError, its EIO and traceback, as README "memory="
+            # promises (seen once in CI: 26 ENOMEM, 6 EIO).
+            self.assertIn("MemoryError", server.stderr(), outcomes)
         self.assertEqual(sum(outcomes.values()), 32)
         self.assertIn("pyworker: the worker could not start a thread for this request "
                       "(Resource temporarily unavailable): every request in flight needs one; "

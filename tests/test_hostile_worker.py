@@ -84,8 +84,20 @@ class HostileWorkerTest(NbdkitTestCase):
         self.check_pread("lane-garbage", "malformed lane message")
 
     def test_lane_hangup(self):
-        # The worker is alive but closes the lane instead of answering: not a death, a liar.
-        self.check_pread("lane-hangup", "it closed a lane without answering the call")
+        # The worker is alive but closes the lane instead of answering: what a correct worker
+        # does when it has no memory left for a lane (issue 20: honest workers are not killed).
+        # That request fails with ENOMEM; the worker serves on.
+        server = self.start_evil("lane-hangup")
+        h = server.connect()
+        [pid] = harness.worker_pids(self.token)
+        self.assertNbdError("ENOMEM", h.pread, 512, 4096)  # the first read: its lane closed
+        self.assertIn("closed the request's lane without answering (out of memory for it? "
+                      "memory= may be too small)", server.stderr())
+        self.assertNotIn("invalid reply", server.stderr())
+        # The same worker (the evil relay, whose script runs in a child) serves on, this
+        # connection too.
+        self.assertEqual(pid_of(h), pid_of(server.connect()))
+        self.assertEqual(harness.worker_pids(self.token), [pid])
 
     def check_connect(self, mode, what, export=""):
         server = self.start_evil(mode)
