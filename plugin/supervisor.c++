@@ -103,14 +103,16 @@ void Supervisor::forEachWorker(const std::function<void(WorkerLink&)>& call) {
     for (auto& slot : slots_) call(*slot.configLink);
     return;
   }
+  for (auto& instance : liveInstances()) call(*instance);
+}
+
+std::vector<std::shared_ptr<WorkerInstance>> Supervisor::liveInstances() {
   std::vector<std::shared_ptr<WorkerInstance>> live;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& slot : slots_) {
-      if (slot.current && !slot.current->isLost()) live.push_back(slot.current);
-    }
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& slot : slots_) {
+    if (slot.current && !slot.current->isLost()) live.push_back(slot.current);
   }
-  for (auto& instance : live) call(*instance);
+  return live;
 }
 
 void Supervisor::cleanUp() {
@@ -122,14 +124,7 @@ void Supervisor::cleanUp() {
     });
     return;
   }
-  std::vector<std::shared_ptr<WorkerInstance>> live;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& slot : slots_) {
-      if (slot.current && !slot.current->isLost()) live.push_back(slot.current);
-    }
-  }
-  for (auto& instance : live) instance->cleanUp();
+  for (auto& instance : liveInstances()) instance->cleanUp();
 }
 
 WorkerLink& Supervisor::link() {

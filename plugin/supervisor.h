@@ -97,6 +97,8 @@ private:
   // old workers serve their connections until they close. On failure nothing changes.
   std::unique_ptr<WorkerProcess> spawn(bool withConfigSocket, const char* what);
   // A new worker process (debug-wait= says so on stderr).
+  std::vector<std::shared_ptr<WorkerInstance>> liveInstances();
+  // After the fork: each slot's current worker that is not lost (taken under mutex_).
   bool anyCallStalled();
   void killAllWorkers();
   // Shutdown took longer than the grace period: callbacks that never return keep nbdkit from
