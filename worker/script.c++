@@ -44,7 +44,10 @@ std::string Script::formatException() const {
     if (joined) return lossyUtf8(joined.get());
     PyErr_Clear();
   }
-  return value ? lossyUtf8(value.get()) : "<unknown>";
+  // Out of memory, the traceback may not be formattable, and str(MemoryError()) is empty:
+  // then the exception's name says what happened.
+  std::string text = value ? lossyUtf8(value.get()) : "";
+  return text.empty() ? PyExceptionClass_Name(type.get()) : text;
 }
 
 Outcome Script::failure(const char* callback, std::string detail, int error) const {
