@@ -146,6 +146,10 @@ def normalise(log, script):
     return lines
 
 
+def never_connected(client):
+    return all(client.get(step, ["error"])[0] != "ok" for step in ("list-connect", "connect"))
+
+
 def serve(plugin, variant, directory):
     """Serve `variant` with `plugin`: (exit status, client view, normalised log)."""
     script = os.path.join(directory, "script.py")
@@ -177,6 +181,11 @@ def serve(plugin, variant, directory):
         if proc.poll() is None:
             client = probe(sock)
             time.sleep(SETTLE)
+            if proc.poll() is not None and never_connected(client):
+                # The server failed after binding its socket (after_fork raising): whether the
+                # probe came before its exit is timing, and pyworker's after_fork takes a worker
+                # start longer than the in-process one. A server that never served is None.
+                client = None
             proc.send_signal(signal.SIGTERM)
         try:
             status = proc.wait(LIFETIME)
