@@ -50,7 +50,8 @@ Supervisor& PluginState::supervisor() {
         parameters_.script(), parameters_.scriptConfig(), parameters_.timeout(),
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
         parameters_.debugWait(), parameters_.workers(), parameters_.reloadOnChange(),
-        absolute(parameters_.reloadTrigger()), parameters_.recoverByReopening()};
+        absolute(parameters_.reloadTrigger()), parameters_.recoverByReopening(),
+        parameters_.spread()};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

@@ -24,6 +24,7 @@ struct WorkerSetup {
   bool reloadOnChange = false;
   std::optional<std::string> reloadTrigger;  // absolute
   bool recoverByReopening = false;
+  bool spread = false;
 };
 
 struct ScriptInfo {
