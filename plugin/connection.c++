@@ -121,7 +121,10 @@ std::shared_ptr<WorkerInstance> Connection::deliver(
         // spread connection's other handles could answer (the lost one's state is gone).
         {
           std::lock_guard<std::mutex> lock(mutex_);
-          if (!refused_) refused_ = lost;
+          if (!refused_) {
+            refused_ = lost;
+            refused_->whileAnswering = false;  // what later requests are told: not sent
+          }
         }
         disconnectClient(true);
         throw;
