@@ -253,18 +253,25 @@ ScriptOutcome Connection::close() {
   }
   ScriptOutcome first;
   for (auto& bound : every) {
-    KJ_DEFER(bound.instance->releaseHandle(bound.handleId));
-    if (bound.instance->isLost()) continue;
     ScriptOutcome outcome;
+    bool closed = false;  // by the script's close() on a lane: no need to wait for the release
+    KJ_DEFER(if (closed) {
+      bound.instance->releaseClosedHandle(bound.handleId);
+    } else {
+      bound.instance->releaseHandle(bound.handleId);
+    });
     try {
-      bound.instance->laneCall(
-          [&](rpc::LaneCall::Builder call) {
-            call.setHandle(bound.handleId);
-            call.setClose();
-          },
-          [&](rpc::LaneReply::Reader reply) {
-            outcome = ScriptOutcome::from(reply.getStatus());
-          });
+      if (!bound.instance->isLost()) {
+        bound.instance->laneCall(
+            [&](rpc::LaneCall::Builder call) {
+              call.setHandle(bound.handleId);
+              call.setClose();
+            },
+            [&](rpc::LaneReply::Reader reply) {
+              outcome = ScriptOutcome::from(reply.getStatus());
+            });
+        closed = true;
+      }
     } catch (const WorkerLost&) {
       // Gone meanwhile: its handle with it.
     }

@@ -242,6 +242,10 @@ int pyworkerPreconnect(int readonly) {
     auto context = ConnectionContext::capture(false, false, hasPeer());
     bool succeeded = false;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
+      if (!instance->beforeOpen().preconnect) {
+        succeeded = true;  // nbdkit python's answer without one
+        return;
+      }
       succeeded = runStatusCall(*instance, [&](rpc::Worker::Client& w) {
         auto request = w.preconnectRequest();
         request.setReadonly(readonly);
@@ -262,6 +266,10 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
+      if (!instance->beforeOpen().listExports) {
+        list.useDefault = true;  // as nbdkit python without one
+        return;
+      }
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.listExportsRequest();
         request.setReadonly(readonly);
@@ -294,6 +302,7 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
+      if (!instance->beforeOpen().defaultExport) return;  // "", as nbdkit python
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.defaultExportRequest();
         request.setReadonly(readonly);
