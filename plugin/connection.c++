@@ -21,6 +21,9 @@ constexpr int MAX_SENDS = 4;
 // that crashes by itself (SIGSEGV, abort, exit) twice with the request in flight ends it
 // sooner.
 
+constexpr auto RESTORE_INTERVAL = std::chrono::seconds(1);
+// Between attempts to re-open a spread connection's lost handle when no worker could be had.
+
 struct InFlight {
   std::atomic<unsigned>& count;
   explicit InFlight(std::atomic<unsigned>& count) : count(count) { count++; }
@@ -220,9 +223,11 @@ void Connection::spreadOnce() {
 void Connection::restoreMissing() {
   std::unique_lock<std::mutex> reopening(reopening_, std::try_to_lock);
   if (!reopening.owns_lock()) return;  // another request is restoring (or re-opening)
+  auto now = std::chrono::steady_clock::now();
   std::vector<Missing> missing;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (now < nextRestore_) return;
     missing.swap(missing_);
     anyMissing_ = false;
   }
@@ -242,6 +247,7 @@ void Connection::restoreMissing() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& m : later) missing_.push_back(kj::mv(m));
     anyMissing_ = true;
+    nextRestore_ = std::chrono::steady_clock::now() + RESTORE_INTERVAL;
   }
 }
 

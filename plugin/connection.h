@@ -9,6 +9,7 @@
 // re-opens the lost one at its next request).
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -149,6 +150,9 @@ private:
   mutable std::mutex mutex_;
   std::vector<Binding> bindings_;  // never empty; [0] answers what nbdkit caches
   std::vector<Missing> missing_;
+  std::chrono::steady_clock::time_point nextRestore_{};
+  // After a restore found no worker: not before then again (its other handles serve
+  // meanwhile, and each failed attempt is logged).
   std::optional<WorkerLost> refused_;
   Answers answers_;
 };
