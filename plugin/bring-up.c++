@@ -108,7 +108,7 @@ void afterFork(WorkerInstance& instance) {
   auto directory = currentDirectory();
   auto& process = instance.process();
   ScriptOutcome outcome;
-  WorkerInstance::BeforeOpen defines;
+  WorkerInstance::ScriptFacts defines;
   instance.run([&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
@@ -121,10 +121,14 @@ void afterFork(WorkerInstance& instance) {
       outcome = ScriptOutcome::from(response.getStatus());
       auto said = response.getDefines();
       defines = {said.getPreconnect(), said.getListExports(), said.getDefaultExport()};
+      auto answers = response.getFixedAnswers();
+      for (size_t i = 0; i < answers.size() && i < defines.fixedAnswers.size(); ++i) {
+        defines.fixedAnswers[i] = answers[i];
+      }
     });
   });
   require(outcome.report());
-  instance.setBeforeOpen(defines);
+  instance.setScriptFacts(defines);
 }
 
 }  // namespace pyworker

@@ -98,6 +98,11 @@ public:
   // thread), then the handle's capability released there; the first failure is the outcome.
   // Nothing to close on a lost worker: no re-open for that.
 
+  std::optional<int32_t> fixedAnswer(rpc::Query query,
+                                     std::shared_ptr<WorkerInstance>& from) const;
+  // The first handle's worker's answer to `query` that runs no script code, if it has one
+  // (WorkerInstance::ScriptFacts); `from` is set to that worker, for blame.
+
   size_t handleCount() const;
   // How many handles serve the connection now (more than one: spread).
 
