@@ -120,7 +120,8 @@ void afterFork(WorkerInstance& instance) {
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
       auto said = response.getDefines();
-      defines = {said.getPreconnect(), said.getListExports(), said.getDefaultExport()};
+      defines = {said.getPreconnect(), said.getListExports(), said.getDefaultExport(),
+                 said.getBlockSize(), said.getExportDescription()};
       auto answers = response.getFixedAnswers();
       for (size_t i = 0; i < answers.size() && i < defines.fixedAnswers.size(); ++i) {
         defines.fixedAnswers[i] = answers[i];

@@ -298,6 +298,11 @@ std::optional<int32_t> Connection::fixedAnswer(rpc::Query query,
   return answers[index];
 }
 
+WorkerInstance::ScriptFacts Connection::firstFacts() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bindings_.front().instance->scriptFacts();
+}
+
 size_t Connection::handleCount() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return bindings_.size();

@@ -103,6 +103,9 @@ public:
   // The first handle's worker's answer to `query` that runs no script code, if it has one
   // (WorkerInstance::ScriptFacts); `from` is set to that worker, for blame.
 
+  WorkerInstance::ScriptFacts firstFacts() const;
+  // What the first handle's worker said of its script (ScriptFacts).
+
   size_t handleCount() const;
   // How many handles serve the connection now (more than one: spread).
 

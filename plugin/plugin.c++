@@ -353,6 +353,9 @@ void pyworkerClose(void* handle) {
 const char* pyworkerExportDescription(void* handle) {
   return guarded("export_description", static_cast<const char*>(nullptr),
                  [&]() -> const char* {
+                   if (!connectionOf(handle).firstFacts().exportDescription) {
+                     return nullptr;  // the script has none: no round trip
+                   }
                    std::optional<std::string> description;
                    auto [outcome, from] = laneCall(
                        handle, Target::FIRST,
@@ -381,6 +384,11 @@ int64_t pyworkerGetSize(void* handle) {
 
 int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   return guarded("block_size", -1, [&] {
+    if (!connectionOf(handle).firstFacts().blockSize) {
+      *minimum = *preferred = *maximum = 0;  // the script has none: no round trip
+      connectionOf(handle).rememberBlockSize(0, 0, 0);
+      return 0;
+    }
     auto [outcome, from] = laneCall(
         handle, Target::FIRST, [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
         [&](rpc::LaneReply::Reader reply) {

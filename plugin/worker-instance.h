@@ -65,6 +65,8 @@ public:
     bool preconnect = true;
     bool listExports = true;
     bool defaultExport = true;
+    bool blockSize = true;          // without: no sizes (all zero)
+    bool exportDescription = true;  // without: none
     std::array<int32_t, 10> fixedAnswers = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
     // By rpc::Query: the answer the worker gives every connection without running script
     // code (the script has no such callback; checked as any answer when used), or -1: ask.

@@ -172,6 +172,10 @@ struct BeforeOpenCallbacks {
   preconnect @0 :Bool = true;
   listExports @1 :Bool = true;
   defaultExport @2 :Bool = true;
+  blockSize @3 :Bool = true;
+  exportDescription @4 :Bool = true;
+  # And two a connection makes after open: without them the answers are fixed (no sizes, no
+  # description).
 }
 
 struct LaneCall {

@@ -163,7 +163,7 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
   if (params.getNbdkitPid() > 0) setWorkerTitle("", static_cast<pid_t>(params.getNbdkitPid()));
   struct Result {
     Outcome outcome;
-    bool preconnect, listExports, defaultExport;
+    bool preconnect, listExports, defaultExport, blockSize, exportDescription;
     std::vector<int32_t> fixedAnswers;
   };
   return callOptional("after_fork").then([this](Outcome outcome) {
@@ -171,7 +171,9 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
       GilScope gil;
       Result result{kj::mv(outcome), services.script.defined("preconnect"),
                     services.script.defined("list_exports"),
-                    services.script.defined("default_export"), {}};
+                    services.script.defined("default_export"),
+                    services.script.defined("block_size"),
+                    services.script.defined("export_description"), {}};
       HandleCallbacks callbacks(services.script, services.host);
       for (auto query : capnp::Schema::from<rpc::Query>().getEnumerants()) {
         auto which = static_cast<rpc::Query>(query.getOrdinal());
@@ -186,6 +188,8 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
     defines.setPreconnect(result.preconnect);
     defines.setListExports(result.listExports);
     defines.setDefaultExport(result.defaultExport);
+    defines.setBlockSize(result.blockSize);
+    defines.setExportDescription(result.exportDescription);
     auto answers = results.initFixedAnswers(result.fixedAnswers.size());
     for (size_t i = 0; i < result.fixedAnswers.size(); ++i) answers.set(i, result.fixedAnswers[i]);
   });
