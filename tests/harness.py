@@ -202,6 +202,16 @@ def read_head(path, limit=8192):
         return f.read(limit)
 
 
+def pidfile_written(path):
+    """nbdkit's -P file exists and holds the whole pid (it is created before it is written)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return False
+    return text.endswith("\n") and text.strip().isdigit()
+
+
 def listening(path):
     """True once a Unix socket bound at `path` accepts connections. Wait for this, not for the
     file: nbdkit binds (the file appears) a moment before it listens, and a connection in

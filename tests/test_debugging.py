@@ -223,7 +223,7 @@ class DaemonDebuggingTest(DebuggerTestCase):
                             params=["marker=" + os.path.join(self.tmp, "m"),
                                     "release=" + release])
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10), "no pidfile")
+        self.assertTrue(wait_until(lambda: harness.pidfile_written(pidfile), 10), "no pidfile")
         self.assertTrue(wait_until(lambda: harness.listening(sock), 10), "no socket")
         with open(pidfile) as f:
             pid = int(f.read())

@@ -136,7 +136,7 @@ class DaemonTest(NbdkitTestCase):
         with open(err) as f:
             r = subprocess.CompletedProcess(argv, proc.returncode, "", f.read())
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10), "no pidfile")
+        self.assertTrue(wait_until(lambda: harness.pidfile_written(pidfile), 10), "no pidfile")
         self.assertTrue(wait_until(lambda: harness.listening(sock), 10), "no socket")
         with open(pidfile) as f:
             pid = int(f.read())

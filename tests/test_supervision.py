@@ -224,7 +224,7 @@ class CrashInEveryModeTest(NbdkitTestCase):
         sock = os.path.join(self.tmp, "daemon.sock")
         r = self.run_nbdkit("-P", pidfile, "-U", sock, script=script, params=["fault=segv"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10))
+        self.assertTrue(wait_until(lambda: harness.pidfile_written(pidfile), 10))
         with open(pidfile) as f:
             pid = int(f.read())
         self.extra_pids.append(pid)

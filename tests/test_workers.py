@@ -99,7 +99,7 @@ class WorkersTest(NbdkitTestCase):
         r = self.run_nbdkit("-P", pidfile, "-U", sock, script=self.script("workers-state.py"),
                             params=["workers=2"])
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertTrue(wait_until(lambda: os.path.exists(pidfile), 10))
+        self.assertTrue(wait_until(lambda: harness.pidfile_written(pidfile), 10))
         with open(pidfile) as f:
             self.extra_pids.append(int(f.read()))
         pids = set()
