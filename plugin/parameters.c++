@@ -82,7 +82,7 @@ SandboxPath parseSandboxAllow(const std::string& value) {
   std::string path = value;
   auto ends = [&](const char* suffix) {
     size_t n = strlen(suffix);
-    return path.size() > n && path.compare(path.size() - n, n, suffix) == 0;
+    return path.size() >= n && path.compare(path.size() - n, n, suffix) == 0;
   };
   if (ends(":ro")) {
     result.readOnly = true;

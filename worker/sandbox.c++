@@ -220,17 +220,29 @@ bool parseSandboxArgument(std::string_view argument, SandboxRequest& request, bo
 }
 
 void becomeWorkerUser(const SandboxRequest& request) {
+  auto refuse = [&](const char* call) {
+    // What fails here is nearly always nbdkit -u/-g: nbdkit gave up root after its first
+    // workers, and a replacement started by it cannot switch to another user.
+    int error = errno;
+    fprintf(stderr,
+            "nbdkit-pyworker-worker: worker-user: cannot run as uid %ld gid %ld: %s: %s (this "
+            "process runs as uid %ld: only root can start workers as another user; with "
+            "nbdkit -u/-g that is nbdkit's user)\n",
+            request.uid ? static_cast<long>(*request.uid) : static_cast<long>(getuid()),
+            request.gid ? static_cast<long>(*request.gid) : static_cast<long>(getgid()), call,
+            strerror(error), static_cast<long>(geteuid()));
+    fflush(nullptr);
+    _exit(1);
+  };
   if (request.gid) {
     gid_t gid = *request.gid;
-    if (getegid() != gid || getgid() != gid) {
-      if (setgroups(1, &gid) != 0) fail(std::string("setgroups: ") + strerror(errno));
-      if (setresgid(gid, gid, gid) != 0) fail(std::string("setgid: ") + strerror(errno));
+    if (geteuid() == 0 || getegid() != gid || getgid() != gid) {  // root: its own groups go
+      if (setgroups(1, &gid) != 0) refuse("setgroups");
+      if (setresgid(gid, gid, gid) != 0) refuse("setresgid");
     }
   }
   if (request.uid && (geteuid() != *request.uid || getuid() != *request.uid)) {
-    if (setresuid(*request.uid, *request.uid, *request.uid) != 0) {
-      fail(std::string("setuid: ") + strerror(errno));
-    }
+    if (setresuid(*request.uid, *request.uid, *request.uid) != 0) refuse("setresuid");
   }
 }
 
