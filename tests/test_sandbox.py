@@ -16,6 +16,7 @@ import socket
 import unittest
 
 import harness
+import test_descendants
 from harness import NbdkitTestCase, nbd, pattern, wait_until
 
 NOBODY = pwd.getpwnam("nobody")
@@ -333,6 +334,17 @@ class SandboxTest(NbdkitTestCase):
                                    or "Thread 0x" in server.stderr(), 10), server.stderr())
         self.assertEqual(h.pread(512, 0), pattern(4 << 20, seed=19)[:512])
         self.assertEqual(self.assertWorkerRunning(), [worker])
+
+
+@unittest.skipIf(harness.REFERENCE, "sandbox= is pyworker's")
+class SandboxedDescendantsTest(test_descendants.DescendantsTest):
+    """test_descendants.py's tests again, each worker sandboxed: what a script starts (a
+    fork, its child, a Popen of /usr/bin/sleep, a setsid() daemon) still ends with its worker
+    (the worker reads /proc to find them and signals them: inside its sandbox)."""
+
+    def start_script(self, *params, **kwargs):
+        return super().start_script("sandbox=on", "sandbox-allow=" + self.tmp, *params,
+                                    **kwargs)
 
 
 if __name__ == "__main__":

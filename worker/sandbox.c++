@@ -19,6 +19,14 @@
 #include <fstream>
 #include <stdexcept>
 
+#if defined(__SANITIZE_ADDRESS__)  // GCC
+#define PYWORKER_ASAN 1
+#elif defined(__has_feature)  // clang (the fuzz build)
+#if __has_feature(address_sanitizer)
+#define PYWORKER_ASAN 1
+#endif
+#endif
+
 namespace pyworker {
 
 namespace {
@@ -157,7 +165,7 @@ std::vector<std::string> pythonPaths() {
 std::string asanLogDirectory() {
   // Built with AddressSanitizer (tools/test --sanitize): its reports go to log_path's
   // directory, opened when a report is written, so after the sandbox is in place.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(PYWORKER_ASAN)
   const char* options = getenv("ASAN_OPTIONS");
   if (options == nullptr) return "";
   std::string text = options;
