@@ -316,6 +316,28 @@ class SandboxTest(NbdkitTestCase):
         self.assertEqual(h.pread(512, 0), pattern(4 << 20, seed=19)[:512])
         self.assertRefused(server, "shadow", "PermissionError", "Permission denied")
 
+    def test_sandbox_with_nbdkit_switching_user(self):
+        # -u/-g: the worker, started as root, switches user in after_fork, inside its
+        # sandbox (setuid is not refused); a replacement is started by nbdkit as nobody.
+        self.nobody_can_reach()
+        os.chown(self.disk, NOBODY.pw_uid, NOBODY.pw_gid)
+        server = self.probe("sandbox=on", "sandbox-allow=" + self.data,
+                            args=["-u", "nobody", "-g", "nogroup"])
+        h = server.connect()
+        self.assertEqual(h.pread(512, 0), pattern(4 << 20, seed=19)[:512])
+        [worker] = self.assertWorkerRunning()
+        fields = status_fields(worker)
+        self.assertEqual(fields["Uid"][0], str(NOBODY.pw_uid))
+        self.assertEqual((fields["NoNewPrivs"], fields["Seccomp"]), (["1"], ["2"]))
+        self.assertRefused(server, "shadow", "PermissionError", "Permission denied")
+        os.kill(worker, signal.SIGKILL)
+        self.assertTrue(wait_until(lambda: worker not in harness.worker_pids(self.token), 10))
+        h = server.connect()
+        self.assertEqual(h.pread(512, 0), pattern(4 << 20, seed=19)[:512])
+        [second] = self.assertWorkerRunning()
+        fields = status_fields(second)
+        self.assertEqual((fields["Uid"][0], fields["Seccomp"]), (str(NOBODY.pw_uid), ["2"]))
+
     # --- debugging ---------------------------------------------------------------------------
 
     def test_pyworker_debug_and_sigusr2_on_a_sandboxed_worker(self):
