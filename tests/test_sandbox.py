@@ -177,6 +177,14 @@ class SandboxTest(NbdkitTestCase):
         self.assertRefused(server, "module", "PermissionError",
                            "[Errno 1] Operation not permitted")
 
+    def test_changing_the_mode_of_etc_shadow_is_refused(self):
+        # Landlock does not govern a file's mode: the filter refuses chmod by path.
+        before = os.stat("/etc/shadow").st_mode
+        server = self.sandboxed()
+        self.assertRefused(server, "chmod", "PermissionError",
+                           "[Errno 1] Operation not permitted: '/etc/shadow'")
+        self.assertEqual(os.stat("/etc/shadow").st_mode, before)
+
     def test_signalling_nbdkit_is_refused(self):
         server = self.sandboxed()
         self.assertRefused(server, "kill", "PermissionError",

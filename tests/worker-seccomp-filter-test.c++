@@ -11,9 +11,12 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -82,6 +85,10 @@ TEST(WorkerSeccompFilter, RefusesWithEpermAndAllowsTheRest) {
                 EPERM);
     r += expect("io_uring_setup", errnoOf(syscall(SYS_io_uring_setup, 1, nullptr)), EPERM);
     r += expect("clone3", errnoOf(syscall(SYS_clone3, nullptr, 0)), ENOSYS);
+    r += expect("chmod", errnoOf(chmod("/nonexistent", 0777)), EPERM);
+    r += expect("fchmodat", errnoOf(fchmodat(AT_FDCWD, "/nonexistent", 0777, 0)), EPERM);
+    r += expect("chown", errnoOf(chown("/nonexistent", 0, 0)), EPERM);
+    r += expect("setxattr", errnoOf(setxattr("/nonexistent", "user.x", "", 0, 0)), EPERM);
     r += expect("clone(CLONE_NEWNET)",
                 errnoOf(syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, nullptr, nullptr, nullptr, 0)),
                 EPERM);
@@ -99,6 +106,15 @@ TEST(WorkerSeccompFilter, RefusesWithEpermAndAllowsTheRest) {
     int fd = open("/dev/null", O_RDONLY);
     if (fd < 0) r += "open refused; ";
     else close(fd);
+    char path[] = "/tmp/pyworker-seccomp-XXXXXX";
+    fd = mkstemp(path);
+    if (fd < 0) {
+      r += "mkstemp failed; ";
+    } else {
+      if (fchmod(fd, 0600) != 0) r += "fchmod refused; ";  // a file it has open: allowed
+      unlink(path);
+      close(fd);
+    }
     if (getpid() <= 0) r += "getpid; ";
     return r;
   });

@@ -22,6 +22,11 @@ namespace {
 
 constexpr uint32_t X32_SYSCALL_BIT = 0x40000000;
 
+// Newer than glibc 2.36's <sys/syscall.h> (x86_64 numbers).
+constexpr int SYS_FCHMODAT2 = 452;      // Linux 6.6
+constexpr int SYS_SETXATTRAT = 463;     // Linux 6.13
+constexpr int SYS_REMOVEXATTRAT = 466;  // Linux 6.13
+
 constexpr uint32_t NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS |
                                      CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
 // Not CLONE_NEWTIME (0x80): for clone() the low byte is the exit signal.
@@ -45,6 +50,11 @@ constexpr int REFUSED[] = {
     // (its operations are not system calls this filter sees), userfaultfd (an exploit's tool).
     SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_io_uring_setup, SYS_io_uring_enter,
     SYS_io_uring_register, SYS_userfaultfd,
+    // What Landlock does not govern, by path: a file's mode, owner and extended attributes (a
+    // root script could make /etc/shadow readable to all, or give a program file
+    // capabilities). fchmod/fchown/fsetxattr on a file the script could open stay allowed.
+    SYS_chmod, SYS_fchmodat, SYS_FCHMODAT2, SYS_chown, SYS_lchown, SYS_fchownat, SYS_setxattr,
+    SYS_lsetxattr, SYS_removexattr, SYS_lremovexattr, SYS_SETXATTRAT, SYS_REMOVEXATTRAT,
 };
 
 class Assembler {

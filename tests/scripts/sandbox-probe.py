@@ -5,6 +5,7 @@
 #   ptrace    PTRACE_ATTACH nbdkit          module  finit_module()
 #   connect   TCP to 127.0.0.1:port=        status  log /proc/self/status
 #   kill      signal 0 to nbdkit            exec    run /bin/echo
+#   chmod     make /etc/shadow world-readable
 # Any other name (the default "") opens the disk only.
 
 import builtins
@@ -85,6 +86,10 @@ def try_status():
         print("status: " + f.read().replace("\n", " | "))
 
 
+def try_chmod():
+    os.chmod("/etc/shadow", 0o644)
+
+
 def try_kill():
     os.kill(os.getppid(), 0)
 
@@ -97,7 +102,7 @@ def try_exec():
 
 ATTEMPTS = {"shadow": try_shadow, "write": try_write, "ptrace": try_ptrace,
             "module": try_module, "connect": try_connect, "status": try_status,
-            "kill": try_kill, "exec": try_exec}
+            "kill": try_kill, "exec": try_exec, "chmod": try_chmod}
 
 
 def open(readonly):
