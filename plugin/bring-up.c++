@@ -107,7 +107,9 @@ int32_t threadModel(WorkerLink& link) {
 void afterFork(WorkerInstance& instance, bool followUserSwitch) {
   auto directory = currentDirectory();
   auto& process = instance.process();
-  require(runStatusCall(instance, [&](rpc::Worker::Client& worker) {
+  ScriptOutcome outcome;
+  WorkerInstance::BeforeOpen defines;
+  instance.run([&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
     request.setHost(instance.host());
@@ -115,8 +117,14 @@ void afterFork(WorkerInstance& instance, bool followUserSwitch) {
     // nbdkit -u/-g switched user between this worker's start and now.
     if (followUserSwitch && geteuid() != process.uid()) request.setUid(geteuid());
     if (followUserSwitch && getegid() != process.gid()) request.setGid(getegid());
-    return request;
-  }));
+    return request.send().then([&](auto response) {
+      outcome = ScriptOutcome::from(response.getStatus());
+      auto said = response.getDefines();
+      defines = {said.getPreconnect(), said.getListExports(), said.getDefaultExport()};
+    });
+  });
+  require(outcome.report());
+  instance.setBeforeOpen(defines);
 }
 
 }  // namespace pyworker

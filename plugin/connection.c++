@@ -5,6 +5,8 @@
 
 #include <kj/common.h>
 
+#include <algorithm>
+
 #include "script-outcome.h"
 
 namespace pyworker {
@@ -19,6 +21,9 @@ constexpr int MAX_SENDS = 4;
 // that crashes by itself (SIGSEGV, abort, exit) twice with the request in flight ends it
 // sooner.
 
+constexpr auto RESTORE_INTERVAL = std::chrono::seconds(1);
+// Between attempts to re-open a spread connection's lost handle when no worker could be had.
+
 struct InFlight {
   std::atomic<unsigned>& count;
   explicit InFlight(std::atomic<unsigned>& count) : count(count) { count++; }
@@ -28,23 +33,71 @@ struct InFlight {
 }  // namespace
 
 Connection::Connection(bool readonly, ConnectionContext context, Binding binding,
-                       Reopen reopen)
+                       Reopen reopen, Spread spread)
     : readonly_(readonly),
       context_(kj::mv(context)),
       reopen_(kj::mv(reopen)),
-      binding_(kj::mv(binding)) {}
+      spread_(kj::mv(spread)),
+      spreadDecided_(!spread_) {
+  bindings_.push_back(kj::mv(binding));
+}
 
-Connection::Binding Connection::binding() const {
+bool Connection::Binding::operator==(const Binding& other) const {
+  return instance == other.instance && handleId == other.handleId;
+}
+
+std::optional<Connection::Binding> Connection::pick(Target target,
+                                                    const std::optional<Binding>& only) const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (refused_) throw *refused_;
-  return binding_;
+  if (only) {
+    if (std::find(bindings_.begin(), bindings_.end(), *only) == bindings_.end()) {
+      return std::nullopt;
+    }
+    return only;
+  }
+  if (target == Target::FIRST || bindings_.size() == 1) return bindings_.front();
+  size_t n = bindings_.size(), start = rotation_++ % n, best = start;
+  for (size_t i = 1; i < n; ++i) {
+    size_t candidate = (start + i) % n;
+    if (bindings_[candidate].instance->callsInFlight() <
+        bindings_[best].instance->callsInFlight()) {
+      best = candidate;
+    }
+  }
+  return bindings_[best];
 }
 
 std::shared_ptr<WorkerInstance> Connection::laneCall(
+    Target target,
     kj::FunctionParam<void(rpc::LaneCall::Builder, const std::shared_ptr<WorkerInstance>&)>
         build,
     kj::FunctionParam<void(rpc::LaneReply::Reader)> read) {
   InFlight inFlight(requestsInFlight_);
+  if (target != Target::FIRST) {
+    if (!spreadDecided_.load()) spreadOnce();
+    if (anyMissing_.load()) restoreMissing();
+  }
+  if (target != Target::EVERY) return deliver(target, std::nullopt, build, read);
+  std::vector<Binding> every;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    every = bindings_;
+  }
+  if (every.size() == 1) return deliver(target, std::nullopt, build, read);
+  std::shared_ptr<WorkerInstance> last;
+  for (auto& binding : every) {
+    if (auto from = deliver(target, binding, build, read)) last = from;
+  }
+  if (!last) return deliver(target, std::nullopt, build, read);  // every one was lost meanwhile
+  return last;
+}
+
+std::shared_ptr<WorkerInstance> Connection::deliver(
+    Target target, std::optional<Binding> only,
+    kj::FunctionParam<void(rpc::LaneCall::Builder, const std::shared_ptr<WorkerInstance>&)>
+        build,
+    kj::FunctionParam<void(rpc::LaneReply::Reader)> read) {
   int sends = 0, crashes = 0;
   std::string deaths;
   // Deaths this request was in flight at: all of them, and those the worker came to by
@@ -54,7 +107,9 @@ std::shared_ptr<WorkerInstance> Connection::laneCall(
     // too, so that only a request that kills workers itself is likely to meet two deaths.
     std::unique_lock<std::mutex> gate(replays_, std::defer_lock);
     if (sends > 0) gate.lock();
-    auto bound = binding();
+    auto picked = pick(target, only);
+    if (!picked) return nullptr;  // `only` was lost meanwhile
+    auto bound = *picked;
     try {
       bound.instance->laneCall(
           [&](rpc::LaneCall::Builder call) {
@@ -65,7 +120,15 @@ std::shared_ptr<WorkerInstance> Connection::laneCall(
       return bound.instance;
     } catch (const WorkerLost& lost) {
       if (!reopen_) {
-        // The handle died with its worker: every later request would fail too.
+        // The handle died with its worker: every later request fails too, also those that a
+        // spread connection's other handles could answer (the lost one's state is gone).
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (!refused_) {
+            refused_ = lost;
+            refused_->whileAnswering = false;  // what later requests are told: not sent
+          }
+        }
         disconnectClient(true);
         throw;
       }
@@ -82,9 +145,26 @@ std::shared_ptr<WorkerInstance> Connection::laneCall(
                      deaths.c_str());
         throw;
       }
+      if (drop(bound, lost)) {
+        // The connection's other handles serve on; a flush has reached them already or will.
+        if (only) return nullptr;
+        continue;
+      }
       rebind(bound, lost);
+      only.reset();  // the connection's one handle is a new one: the call goes there
     }
   }
+}
+
+bool Connection::drop(const Binding& lost, const WorkerLost& why) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = std::find(bindings_.begin(), bindings_.end(), lost);
+  if (found == bindings_.end()) return true;  // dropped or re-opened by another thread
+  if (bindings_.size() == 1) return false;
+  bindings_.erase(found);
+  missing_.push_back({lost, why});
+  anyMissing_ = true;
+  return true;
 }
 
 void Connection::rebind(const Binding& lost, const WorkerLost& why) {
@@ -92,7 +172,9 @@ void Connection::rebind(const Binding& lost, const WorkerLost& why) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (refused_) throw *refused_;
-    if (binding_.instance != lost.instance) return;  // another thread re-opened it already
+    if (std::find(bindings_.begin(), bindings_.end(), lost) == bindings_.end()) {
+      return;  // another thread re-opened it already
+    }
   }
   Binding fresh;
   for (int attempt = 1;; ++attempt) {
@@ -114,29 +196,99 @@ void Connection::rebind(const Binding& lost, const WorkerLost& why) {
     }
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  binding_ = kj::mv(fresh);
+  *std::find(bindings_.begin(), bindings_.end(), lost) = kj::mv(fresh);
+}
+
+void Connection::spreadOnce() {
+  std::lock_guard<std::mutex> reopening(reopening_);
+  if (spreadDecided_.load()) return;
+  Binding first;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    first = bindings_.front();
+  }
+  std::vector<Binding> others;
+  try {
+    others = spread_(*this, first);
+  } catch (...) {
+    // Logged by spread_: the connection stays on one worker.
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& other : others) bindings_.push_back(kj::mv(other));
+  }
+  spreadDecided_ = true;
+}
+
+void Connection::restoreMissing() {
+  std::unique_lock<std::mutex> reopening(reopening_, std::try_to_lock);
+  if (!reopening.owns_lock()) return;  // another request is restoring (or re-opening)
+  auto now = std::chrono::steady_clock::now();
+  std::vector<Missing> missing;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (now < nextRestore_) return;
+    missing.swap(missing_);
+    anyMissing_ = false;
+  }
+  std::vector<Missing> later;
+  for (auto& m : missing) {
+    try {
+      auto fresh = reopen_(*this, m.lost, m.why, 0);
+      std::lock_guard<std::mutex> lock(mutex_);
+      bindings_.push_back(kj::mv(fresh));
+    } catch (const ReopenRefused&) {
+      // Logged: the connection goes on without a handle on that worker.
+    } catch (...) {
+      later.push_back(kj::mv(m));  // no worker now: a later request tries again
+    }
+  }
+  if (!later.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& m : later) missing_.push_back(kj::mv(m));
+    anyMissing_ = true;
+    nextRestore_ = std::chrono::steady_clock::now() + RESTORE_INTERVAL;
+  }
 }
 
 ScriptOutcome Connection::close() {
-  Binding bound;
+  std::vector<Binding> every;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    bound = binding_;
+    every = bindings_;
   }
-  KJ_DEFER(bound.instance->releaseHandle(bound.handleId));
-  ScriptOutcome outcome;
-  if (bound.instance->isLost()) return outcome;
-  try {
-    bound.instance->laneCall(
-        [&](rpc::LaneCall::Builder call) {
-          call.setHandle(bound.handleId);
-          call.setClose();
-        },
-        [&](rpc::LaneReply::Reader reply) { outcome = ScriptOutcome::from(reply.getStatus()); });
-  } catch (const WorkerLost&) {
-    // Gone meanwhile: its handle with it.
+  ScriptOutcome first;
+  for (auto& bound : every) {
+    ScriptOutcome outcome;
+    bool closed = false;  // by the script's close() on a lane: no need to wait for the release
+    KJ_DEFER(if (closed) {
+      bound.instance->releaseClosedHandle(bound.handleId);
+    } else {
+      bound.instance->releaseHandle(bound.handleId);
+    });
+    try {
+      if (!bound.instance->isLost()) {
+        bound.instance->laneCall(
+            [&](rpc::LaneCall::Builder call) {
+              call.setHandle(bound.handleId);
+              call.setClose();
+            },
+            [&](rpc::LaneReply::Reader reply) {
+              outcome = ScriptOutcome::from(reply.getStatus());
+            });
+        closed = true;
+      }
+    } catch (const WorkerLost&) {
+      // Gone meanwhile: its handle with it.
+    }
+    if (first.error == 0) first = outcome;
   }
-  return outcome;
+  return first;
+}
+
+size_t Connection::handleCount() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bindings_.size();
 }
 
 void Connection::remember(rpc::Query query, int32_t answer) {

@@ -182,6 +182,8 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
     if (workers_ < 1 || workers_ > MAX_WORKERS) {
       throw ParameterError("workers=" + value + ": expected 1 to " + std::to_string(MAX_WORKERS));
     }
+  } else if (key == "spread") {
+    spread_ = parseBool(key, value);
   } else if (key == "debug-wait") {
     debugWait_ = parseBool(key, value);
   } else if (key == "timeout") {

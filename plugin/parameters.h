@@ -86,6 +86,9 @@ public:
   bool recoverByReopening() const { return recoverByReopening_; }
   // recover=reopen: a connection whose worker died is opened again on the replacement and its
   // requests in flight are sent again (recover=off, the default: it fails from then on).
+  bool spread() const { return spread_; }
+  // spread=on: a connection whose script answers can_multi_conn True (PARALLEL) holds a handle
+  // on every worker and each request goes to the least busy one.
   bool debugWait() const { return debugWait_; }
   // debug-wait=true: every new worker waits for a debugger to attach before it loads the
   // script; nothing times out meanwhile.
@@ -114,6 +117,7 @@ private:
   std::optional<uint64_t> memoryLimit_;
   bool debugWait_ = false;
   bool recoverByReopening_ = false;
+  bool spread_ = false;
   unsigned workers_ = 1;
   bool reloadOnChange_ = false;
   std::optional<std::string> reloadTrigger_;

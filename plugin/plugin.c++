@@ -25,6 +25,7 @@
 #include "reply-checks.h"
 #include "reply-decoding.h"
 #include "reopen.h"
+#include "spread.h"
 #include "script-outcome.h"
 
 #if !defined(PYWORKER_PYTHON_VERSION) || !defined(PYWORKER_PYTHON_ABI_VERSION)
@@ -92,10 +93,13 @@ struct LaneOutcome {
   std::shared_ptr<WorkerInstance> from;
 };
 
+using Target = Connection::Target;
+
 template <typename Fill, typename Read>
-LaneOutcome laneCall(void* handle, Fill&& fill, Read&& read) {
+LaneOutcome laneCall(void* handle, Target target, Fill&& fill, Read&& read) {
   LaneOutcome result;
   result.from = connectionOf(handle).laneCall(
+      target,
       [&](rpc::LaneCall::Builder call, const std::shared_ptr<WorkerInstance>& instance) {
         if constexpr (std::is_invocable_v<Fill, rpc::LaneCall::Builder, const Instance&>) {
           fill(call, instance);
@@ -104,7 +108,9 @@ LaneOutcome laneCall(void* handle, Fill&& fill, Read&& read) {
         }
       },
       [&](rpc::LaneReply::Reader reply) {
-        result.outcome = ScriptOutcome::from(reply.getStatus());
+        auto outcome = ScriptOutcome::from(reply.getStatus());
+        if (result.outcome.error != 0) return;  // Target::EVERY: the first failure stands
+        result.outcome = kj::mv(outcome);
         if (result.outcome.error == 0) read(reply);
       });
   return result;
@@ -114,7 +120,7 @@ int query(void* handle, const char* callback, rpc::Query which, int maximum) {
   return guarded(callback, -1, [&] {
     int32_t value = 0;
     auto [outcome, from] = laneCall(
-        handle, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
+        handle, Target::FIRST, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
         [&](rpc::LaneReply::Reader reply) { value = reply.getValue(); });
     if (!outcome.report()) return -1;
     verify(from.get(), [&] { checkQueryAnswer(callback, value, maximum); });
@@ -236,6 +242,10 @@ int pyworkerPreconnect(int readonly) {
     auto context = ConnectionContext::capture(false, false, hasPeer());
     bool succeeded = false;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
+      if (!instance->beforeOpen().preconnect) {
+        succeeded = true;  // nbdkit python's answer without one
+        return;
+      }
       succeeded = runStatusCall(*instance, [&](rpc::Worker::Client& w) {
         auto request = w.preconnectRequest();
         request.setReadonly(readonly);
@@ -256,6 +266,10 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
+      if (!instance->beforeOpen().listExports) {
+        list.useDefault = true;  // as nbdkit python without one
+        return;
+      }
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.listExportsRequest();
         request.setReadonly(readonly);
@@ -288,6 +302,7 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
+      if (!instance->beforeOpen().defaultExport) return;  // "", as nbdkit python
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.defaultExportRequest();
         request.setReadonly(readonly);
@@ -314,7 +329,10 @@ void* pyworkerOpen(int readonly) {
     if (!opened.outcome.report()) return nullptr;
     Connection::Reopen reopen;
     if (state().supervisor().recoverByReopening()) reopen = reopenConnection;
-    return new Connection(readonly, kj::mv(context), kj::mv(opened.binding), kj::mv(reopen));
+    Connection::Spread spread;
+    if (state().supervisor().maySpread()) spread = spreadConnection;
+    return new Connection(readonly, kj::mv(context), kj::mv(opened.binding), kj::mv(reopen),
+                          kj::mv(spread));
   });
 }
 
@@ -331,7 +349,7 @@ const char* pyworkerExportDescription(void* handle) {
                  [&]() -> const char* {
                    std::optional<std::string> description;
                    auto [outcome, from] = laneCall(
-                       handle,
+                       handle, Target::FIRST,
                        [](rpc::LaneCall::Builder call) { call.setExportDescription(); },
                        [&](rpc::LaneReply::Reader reply) {
                          description = decodeExportDescription(reply);
@@ -346,7 +364,7 @@ int64_t pyworkerGetSize(void* handle) {
   return guarded("get_size", int64_t{-1}, [&]() -> int64_t {
     int64_t size = 0;
     auto [outcome, from] = laneCall(
-        handle, [](rpc::LaneCall::Builder call) { call.setGetSize(); },
+        handle, Target::FIRST, [](rpc::LaneCall::Builder call) { call.setGetSize(); },
         [&](rpc::LaneReply::Reader reply) { size = reply.getSize(); });
     if (!outcome.report()) return -1;
     verify(from.get(), [&] { checkSize(size); });
@@ -358,7 +376,7 @@ int64_t pyworkerGetSize(void* handle) {
 int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   return guarded("block_size", -1, [&] {
     auto [outcome, from] = laneCall(
-        handle, [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
+        handle, Target::FIRST, [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
         [&](rpc::LaneReply::Reader reply) {
           *minimum = reply.getMinimum();
           *preferred = reply.getPreferred();
@@ -420,9 +438,9 @@ private:
 // A data call: laneCall with the request's range and flags.
 template <typename Fill, typename Read>
 LaneOutcome dataCall(void* handle, uint32_t count, uint64_t offset, uint32_t flags,
-                     Fill&& fill, Read&& read) {
+                     Fill&& fill, Read&& read, Target target = Target::LEAST_BUSY) {
   return laneCall(
-      handle,
+      handle, target,
       [&](rpc::LaneCall::Builder call, const Instance& instance) {
         call.setCount(count);
         call.setOffset(offset);
@@ -478,16 +496,19 @@ int pyworkerPwrite(void* handle, const void* buffer, uint32_t count, uint64_t of
 // flush, trim, zero and cache carry nothing but a Status back.
 template <typename Select>
 int statusLaneCall(const char* callback, void* handle, uint32_t count, uint64_t offset,
-                   uint32_t flags, Select&& select) {
+                   uint32_t flags, Select&& select, Target target = Target::LEAST_BUSY) {
   return guarded(callback, -1, [&] {
-    auto result = dataCall(handle, count, offset, flags, select, [](rpc::LaneReply::Reader) {});
+    auto result =
+        dataCall(handle, count, offset, flags, select, [](rpc::LaneReply::Reader) {}, target);
     return result.outcome.report() ? 0 : -1;
   });
 }
 
 int pyworkerFlush(void* handle, uint32_t flags) {
-  return statusLaneCall("flush", handle, 0, 0, flags,
-                        [](rpc::LaneCall::Builder call) { call.setFlush(); });
+  // can_multi_conn's promise holds across workers only if each handle has flushed.
+  return statusLaneCall(
+      "flush", handle, 0, 0, flags, [](rpc::LaneCall::Builder call) { call.setFlush(); },
+      Target::EVERY);
 }
 
 int pyworkerTrim(void* handle, uint32_t count, uint64_t offset, uint32_t flags) {
@@ -537,6 +558,8 @@ const char CONFIG_HELP[] =
     "workers=<N>                      Worker processes (default 1; state is per worker).\n"
     "recover=reopen                   A connection whose worker died is opened\n"
     "                                 again on its replacement (default off).\n"
+    "spread=on                        A can_multi_conn connection uses every worker\n"
+    "                                 (default off).\n"
     "debug-wait=true                  New workers wait for a debugger.\n"
     "[other arguments are passed to the script's config() function]";
 

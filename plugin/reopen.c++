@@ -5,100 +5,12 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "answer-check.h"
 #include "guard.h"
 #include "handle-opening.h"
 #include "plugin-state.h"
 
 namespace pyworker {
-
-namespace {
-
-const char* queryName(rpc::Query query) {
-  switch (query) {
-  case rpc::Query::CAN_WRITE: return "can_write";
-  case rpc::Query::CAN_FLUSH: return "can_flush";
-  case rpc::Query::IS_ROTATIONAL: return "is_rotational";
-  case rpc::Query::CAN_TRIM: return "can_trim";
-  case rpc::Query::CAN_ZERO: return "can_zero";
-  case rpc::Query::CAN_FAST_ZERO: return "can_fast_zero";
-  case rpc::Query::CAN_FUA: return "can_fua";
-  case rpc::Query::CAN_CACHE: return "can_cache";
-  case rpc::Query::CAN_EXTENTS: return "can_extents";
-  case rpc::Query::CAN_MULTI_CONN: return "can_multi_conn";
-  }
-  return "can_?";
-}
-
-std::string describeExport(const ConnectionContext& context) {
-  return "export \"" + context.exportName + "\"";
-}
-
-struct Difference {
-  // Why the new handle is not the connection nbdkit knows, or nothing.
-  std::string text;
-  explicit operator bool() const { return !text.empty(); }
-};
-
-template <typename Fill, typename Read>
-Difference ask(WorkerInstance& instance, uint64_t handle, const char* callback, Fill&& fill,
-               Read&& read) {
-  ScriptOutcome outcome;
-  instance.laneCall(
-      [&](rpc::LaneCall::Builder call) {
-        call.setHandle(handle);
-        fill(call);
-      },
-      [&](rpc::LaneReply::Reader reply) {
-        outcome = ScriptOutcome::from(reply.getStatus());
-        if (outcome.error == 0) read(reply);
-      });
-  if (outcome.error != 0) return {std::string(callback) + " failed: " + outcome.message};
-  return {};
-}
-
-Difference compare(WorkerInstance& instance, uint64_t handle,
-                   const Connection::Answers& told) {
-  if (told.size) {
-    int64_t size = 0;
-    auto failed = ask(instance, handle, "get_size",
-                      [](rpc::LaneCall::Builder call) { call.setGetSize(); },
-                      [&](rpc::LaneReply::Reader reply) { size = reply.getSize(); });
-    if (failed) return failed;
-    if (size != *told.size) {
-      return {"get_size changed from " + std::to_string(*told.size) + " to " +
-              std::to_string(size)};
-    }
-  }
-  for (auto [query, before] : told.queries) {
-    int32_t now = 0;
-    auto failed = ask(instance, handle, queryName(query),
-                      [&](rpc::LaneCall::Builder call) { call.setQuery(query); },
-                      [&](rpc::LaneReply::Reader reply) { now = reply.getValue(); });
-    if (failed) return failed;
-    if (now != before) {
-      return {std::string(queryName(query)) + " changed from " + std::to_string(before) +
-              " to " + std::to_string(now)};
-    }
-  }
-  if (told.blockSize) {
-    std::array<uint32_t, 3> now{};
-    auto failed = ask(instance, handle, "block_size",
-                      [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
-                      [&](rpc::LaneReply::Reader reply) {
-                        now = {reply.getMinimum(), reply.getPreferred(), reply.getMaximum()};
-                      });
-    if (failed) return failed;
-    if (now != *told.blockSize) {
-      auto text = [](const std::array<uint32_t, 3>& b) {
-        return std::to_string(b[0]) + "/" + std::to_string(b[1]) + "/" + std::to_string(b[2]);
-      };
-      return {"block_size changed from " + text(*told.blockSize) + " to " + text(now)};
-    }
-  }
-  return {};
-}
-
-}  // namespace
 
 Connection::Binding reopenConnection(const Connection& connection,
                                      const Connection::Binding& lost, const WorkerLost& why,
@@ -112,21 +24,26 @@ Connection::Binding reopenConnection(const Connection& connection,
     return {};
   };
   if (opened.outcome.error != 0) throw refuse("open failed: " + opened.outcome.message);
-  Difference difference;
+  std::string difference;
   try {
-    difference = compare(*instance, opened.binding.handleId, connection.answers());
+    difference = differenceFrom(*instance, opened.binding.handleId, connection.answers());
   } catch (...) {
     instance->releaseHandle(opened.binding.handleId);
     throw;
   }
-  if (difference) {
+  if (!difference.empty()) {
     instance->releaseHandle(opened.binding.handleId);
-    throw refuse(difference.text);
+    throw refuse(difference);
   }
+  std::string resent = requestsInFlight == 0
+                           ? std::string("its requests went to the connection's other workers")
+                           : std::to_string(requestsInFlight) +
+                                 (requestsInFlight == 1 ? " request" : " requests") +
+                                 " sent again";
   nbdkit_error("pyworker: connection (%s) re-opened on worker process %d after worker process "
-               "%d was lost (%s); %u request%s sent again",
+               "%d was lost (%s); %s",
                where.c_str(), static_cast<int>(instance->pid()), static_cast<int>(why.pid),
-               why.why.c_str(), requestsInFlight, requestsInFlight == 1 ? "" : "s");
+               why.why.c_str(), resent.c_str());
   return opened.binding;
 }
 

@@ -124,12 +124,16 @@ void RpcThread::run(Call& call, Deadline limit) {
     timer = lock->timer;
   }
   if (!limit) {
-    executor->executeSync([&]() { return call(connection->worker()); });
+    executor->executeSync([&]() {
+      releasePending();
+      return call(connection->worker());
+    });
     return;
   }
   bool passed = false;
   try {
     executor->executeSync([&]() {
+      releasePending();
       auto expiry = timer->afterDelay(limit->count() * kj::MILLISECONDS).then([&]() {
         passed = true;
         KJ_FAIL_REQUIRE("deadline passed");
@@ -162,6 +166,14 @@ void RpcThread::keepHandle(uint64_t id, rpc::Handle::Client handle) {
 void RpcThread::releaseHandle(uint64_t id) {
   requireLoopThread();
   handles_.erase(id);
+}
+
+void RpcThread::releaseLater(uint64_t id) { pendingReleases_.lockExclusive()->push_back(id); }
+
+void RpcThread::releasePending() {
+  std::vector<uint64_t> ids;
+  ids.swap(*pendingReleases_.lockExclusive());
+  for (auto id : ids) handles_.erase(id);
 }
 
 }  // namespace pyworker

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "pyworker.capnp.h"
 #include "rpc-connection.h"
@@ -54,6 +55,10 @@ public:
   // Inside run() only (checked): the capability of an open handle; releasing it is the
   // script's close().
 
+  void releaseLater(uint64_t id);
+  // Any thread, without waiting: a handle whose close() has run on a lane is released on the
+  // loop thread before the next call (a connection's close spares a round trip to it).
+
 private:
   struct LoopState {
     // Lives on the loop thread's stack; published for other threads once ready.
@@ -69,11 +74,13 @@ private:
   void loop(kj::AutoCloseFd socket);
   kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
   void requireLoopThread() const;
+  void releasePending();
 
   WorkerProcess& process_;
   std::function<void()> onExit_;
   std::unordered_map<uint64_t, rpc::Handle::Client> handles_;
   // The loop thread's only.
+  kj::MutexGuarded<std::vector<uint64_t>> pendingReleases_;
   kj::MutexGuarded<LoopState> state_;
   std::thread thread_;
 };

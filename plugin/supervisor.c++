@@ -194,14 +194,21 @@ std::shared_ptr<WorkerInstance> Supervisor::instance(Purpose purpose) {
   auto& turn = slots_[first];
   bool turnDead = !turn.current || !turn.current->canServe();
   if (turnDead && !turn.replacing) return replacementFor(turn, lock);
+  auto load = [](const std::shared_ptr<WorkerInstance>& instance) {
+    return std::make_pair(instance->callsInFlight(), instance->handlesOpen());
+  };
   std::shared_ptr<WorkerInstance> best;
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& candidate = slots_[(first + i) % slots_.size()].current;
     if (!candidate || !candidate->canServe()) continue;
-    if (!best || candidate->callsInFlight() < best->callsInFlight()) best = candidate;
+    if (!best || load(candidate) < load(best)) best = candidate;
   }
   // Every worker is dead or starting: wait for this slot's replacement.
   return best ? best : replacementFor(turn, lock);
+}
+
+bool Supervisor::maySpread() const {
+  return setup_.spread && slots_.size() > 1 && threadModel_ == NBDKIT_THREAD_MODEL_PARALLEL;
 }
 
 std::shared_ptr<WorkerInstance> Supervisor::instanceOfSlot(size_t index) {

@@ -53,10 +53,12 @@ public:
 
   enum class Purpose { BEFORE_OPEN, OPEN };
   std::shared_ptr<WorkerInstance> instance(Purpose purpose);
-  // After the fork: a worker for a new connection's calls (preconnect … open). Slots are taken
-  // in turn, one per open; a slot whose worker died is given a replacement first; otherwise the
-  // live worker with the fewest calls in flight answers (ties: the slot whose turn it is), so
-  // that a stopped or busy worker does not hold up new connections the others can serve.
+  // After the fork: a worker for a new connection's calls (preconnect … open). Slots take turns,
+  // one per open; a slot whose worker died on its turn is given a replacement first; otherwise
+  // the live worker with the fewest calls in flight answers, then the one serving the fewest
+  // connections (ties: the slot whose turn it is), so that a stopped or busy worker does not
+  // hold up new connections the others can serve, and a worker that has finished its share
+  // takes the next connection.
   // Throws (already reported) when no worker can be had.
 
   std::shared_ptr<WorkerInstance> instanceOfSlot(size_t slot);
@@ -65,6 +67,10 @@ public:
   // as for instance()). Throws (already reported) when no worker can be had.
 
   bool recoverByReopening() const { return setup_.recoverByReopening; }
+  bool maySpread() const;
+  // spread=on, more than one worker, and a PARALLEL script: a connection may be spread (if its
+  // script answers can_multi_conn True).
+  size_t slotCount() const { return slots_.size(); }
 
   void endConfigPhase();
   // After get_ready: the config-phase connections (and their event loop) must not outlive the

@@ -153,6 +153,7 @@ void WorkerInstance::run(Call call) {
 }
 
 void WorkerInstance::releaseHandle(uint64_t id) {
+  handlesOpen_--;
   // Local to the RPC thread (capnp sends the release without waiting for the worker), so it
   // needs no deadline, and works on a lost worker too. A stopped RPC thread has released
   // every handle already.

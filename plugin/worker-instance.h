@@ -43,10 +43,31 @@ public:
   // A connection's call on a lane (LaneClient::call). Throws WorkerLost, CallTimedOut, or
   // BadReply (the worker, which sent nonsense or hung up on the call alive, is killed).
 
-  void keepHandle(uint64_t id, rpc::Handle::Client handle) { rpc_.keepHandle(id, kj::mv(handle)); }
+  void keepHandle(uint64_t id, rpc::Handle::Client handle) {
+    rpc_.keepHandle(id, kj::mv(handle));
+    handlesOpen_++;
+  }
   // Inside run() only: the capability of a handle the worker opened.
   void releaseHandle(uint64_t id);
   // The script's close() for that handle (on the RPC thread), if the worker still has it.
+  void releaseClosedHandle(uint64_t id) {
+    handlesOpen_--;
+    rpc_.releaseLater(id);
+  }
+  // A handle whose close() has run on a lane: released before the next RPC call, no wait.
+  int64_t handlesOpen() const { return handlesOpen_.load(); }
+
+  struct BeforeOpen {
+    // Which callbacks a new connection makes before open the script has (after_fork's
+    // answer): nbdkit python's answer for one it has not needs no round trip.
+    bool preconnect = true;
+    bool listExports = true;
+    bool defaultExport = true;
+  };
+  void setBeforeOpen(BeforeOpen defines) { beforeOpen_ = defines; }
+  // While it is brought up, before any connection can see it.
+  const BeforeOpen& beforeOpen() const { return beforeOpen_; }
+  // Connections it serves (a spread connection counts on each of its workers).
 
   void beginServing(std::optional<std::chrono::milliseconds> timeout);
   // Brought up: from now on a call that takes longer than timeout= kills the worker
@@ -96,6 +117,8 @@ private:
   std::atomic<int64_t> callLimitMilliseconds_ = 0;  // 0: none
   std::atomic<uint64_t> callsStarted_ = 0;
   std::atomic<uint64_t> callsFinished_ = 0;
+  std::atomic<int64_t> handlesOpen_ = 0;
+  BeforeOpen beforeOpen_;
   uint64_t lastSeenFinished_ = 0;  // the shutdown watch's thread only, as is:
   std::chrono::steady_clock::time_point lastProgress_ = std::chrono::steady_clock::now();
   LaneClient lanes_;

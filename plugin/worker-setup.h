@@ -24,6 +24,7 @@ struct WorkerSetup {
   bool reloadOnChange = false;
   std::optional<std::string> reloadTrigger;  // absolute
   bool recoverByReopening = false;
+  bool spread = false;
   std::vector<std::string> workerArguments;
   // sandbox= and worker-user= (sandbox-plan.h): given to every worker.
   bool fixedWorkerIdentity = false;

@@ -116,13 +116,17 @@ interface Worker {
   threadModel @3 () -> (status :Status, model :Int32);
   getReady @4 () -> (status :Status);
   afterFork @5 (directory :Text, host :Host, uid :Int64 = -1, gid :Int64 = -1,
-                nbdkitPid :Int64 = -1) -> (status :Status);
+                nbdkitPid :Int64 = -1)
+      -> (status :Status, defines :BeforeOpenCallbacks);
   # The worker changes to nbdkit's current directory first (the daemon chdir()s to "/"),
   # takes nbdkit's user and group when they are given (nbdkit -u/-g switched after the worker
   # was started: setgroups + setgid + setuid, as nbdkit does), and
   # names itself after the serving nbdkit's pid (the daemon is not the process that started
   # it), and from now on sends Host calls to `host` (the serving connection's; the one given to `load`
   # may have belonged to the config-phase connection, which is closed by then).
+  # `defines`: which of the callbacks a new connection may make before open the script has
+  # once after_fork has run; the plugin answers for those it has not (as nbdkit python does)
+  # without asking.
   cleanup @6 () -> ();
   dumpPlugin @7 () -> (status :Status, text :Text);
   # The script's dump_plugin() output, captured, for the plugin to print on nbdkit's stdout.
@@ -161,6 +165,13 @@ interface Handle {
 # single byte 'L'); the worker serves every socket it receives on a thread of its own until
 # that socket ends. A lane carries one call at a time. Its lifetime is the plugin's business:
 # lanes are pooled per worker and closed when that worker's last user is gone.
+
+struct BeforeOpenCallbacks {
+  # A worker that does not say (the defaults) has them all: the plugin then asks it.
+  preconnect @0 :Bool = true;
+  listExports @1 :Bool = true;
+  defaultExport @2 :Bool = true;
+}
 
 struct LaneCall {
   handle @0 :UInt64;

@@ -229,6 +229,57 @@ TEST(PluginMiddleLayer, ReopenedConnectionIsAnsweredAndBlamedByTheNewWorker) {
       << logged();
 }
 
+TEST(PluginMiddleLayer, ASpreadConnectionSendsEachRequestToTheLeastBusyWorker) {
+  Disk disk;
+  auto setup = setupFor("recover.py", {{"file", disk.path}});
+  auto a = startWorker(setup);
+  auto b = startWorker(setup);
+  int spreads = 0;
+  Connection connection(false, {}, open(a), {},
+                        [&](const Connection&, const Connection::Binding& first) {
+                          spreads++;
+                          EXPECT_EQ(first.instance, a);
+                          return std::vector<Connection::Binding>{open(b)};
+                        });
+  EXPECT_EQ(connection.handleCount(), 1u) << "spread at the first request, not at open";
+  std::string expected = read512(connection, nullptr);
+  EXPECT_EQ(spreads, 1);
+  EXPECT_EQ(connection.handleCount(), 2u);
+
+  // Two reads held in their workers at once: one in each, whichever order they come.
+  disk.hold(true);
+  std::vector<std::future<std::string>> calls;
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::async(std::launch::async, [&] { return read512(connection, nullptr); }));
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(a->callsInFlight(), 1u);
+  EXPECT_EQ(b->callsInFlight(), 1u);
+  disk.hold(false);
+  for (auto& c : calls) EXPECT_EQ(c.get(), expected);
+
+  // What nbdkit caches is asked of the first handle; a flush of every one.
+  for (int i = 0; i < 4; ++i) {
+    auto from = connection.laneCall(
+        Connection::Target::FIRST,
+        [](rpc::LaneCall::Builder call, const std::shared_ptr<WorkerInstance>&) {
+          call.setGetSize();
+        },
+        [](rpc::LaneReply::Reader) {});
+    EXPECT_EQ(from, a);
+  }
+  std::vector<std::shared_ptr<WorkerInstance>> flushed;
+  connection.laneCall(
+      Connection::Target::EVERY,
+      [&](rpc::LaneCall::Builder call, const std::shared_ptr<WorkerInstance>& to) {
+        call.setFlush();
+        flushed.push_back(to);
+      },
+      [](rpc::LaneReply::Reader reply) { EXPECT_EQ(reply.getStatus().getErrno(), 0); });
+  EXPECT_EQ(flushed, (std::vector<std::shared_ptr<WorkerInstance>>{a, b}));
+  EXPECT_EQ(connection.close().error, 0);
+}
+
 TEST(PluginMiddleLayer, AReplacementThatNeverFinishesConfigIsAbandonedAtTimeout) {
   auto marker = scratchFile("marker");
   unlink(marker.c_str());

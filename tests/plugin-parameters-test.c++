@@ -209,6 +209,23 @@ TEST(PluginParameters, RecoverIsReopenOrOff) {
   EXPECT_FALSE(p.recoverByReopening());
 }
 
+TEST(PluginParameters, SpreadIsABoolean) {
+  Parameters p;
+  EXPECT_FALSE(p.spread());
+  p.accept("spread", "on");
+  EXPECT_TRUE(p.spread());
+  p.accept("spread", "off");
+  EXPECT_FALSE(p.spread());
+  try {
+    p.accept("spread", "maybe");
+    FAIL() << "spread=maybe accepted";
+  } catch (const ParameterError& e) {
+    EXPECT_STREQ(e.what(), "spread=maybe: expected a boolean (1/0, true/false, yes/no, on/off)");
+  }
+  EXPECT_FALSE(p.spread());
+  EXPECT_TRUE(p.scriptConfig().empty());
+}
+
 std::string errorOf(Parameters& p, const char* key, const char* value) {
   try {
     p.accept(key, value);

@@ -159,8 +159,21 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
   }
   services.host.setHost(params.getHost());
   if (params.getNbdkitPid() > 0) setWorkerTitle("", static_cast<pid_t>(params.getNbdkitPid()));
-  return callOptional("after_fork").then([context](Outcome outcome) mutable {
-    outcome.fill(context.getResults().initStatus());
+  struct Result { Outcome outcome; bool preconnect, listExports, defaultExport; };
+  return callOptional("after_fork").then([this](Outcome outcome) {
+    return onMainThread<Result>([this, outcome = kj::mv(outcome)]() mutable {
+      GilScope gil;
+      return Result{kj::mv(outcome), services.script.defined("preconnect"),
+                    services.script.defined("list_exports"),
+                    services.script.defined("default_export")};
+    });
+  }).then([context](Result result) mutable {
+    auto results = context.getResults();
+    result.outcome.fill(results.initStatus());
+    auto defines = results.initDefines();
+    defines.setPreconnect(result.preconnect);
+    defines.setListExports(result.listExports);
+    defines.setDefaultExport(result.defaultExport);
   });
 }
 
