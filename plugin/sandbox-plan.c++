@@ -63,7 +63,11 @@ SandboxPlan planSandbox(const Parameters& parameters, const KernelSupport& kerne
                         "ABI is " + std::to_string(kernel.landlockAbi) + ", ABI " +
                         std::to_string(LANDLOCK_ABI_REQUIRED) + " (Linux 6.2) restricts it");
     }
-    plan.workerArguments.push_back("--sandbox-read=" + directoryOf(parameters.script()));
+    // The script's directory (its modules beside it), but never the root of everything: a
+    // script in / gets itself alone.
+    std::string directory = directoryOf(parameters.script());
+    plan.workerArguments.push_back("--sandbox-read=" +
+                                   (directory == "/" ? parameters.script() : directory));
     for (const auto& allowed : parameters.sandboxAllow()) {
       plan.workerArguments.push_back((allowed.readOnly ? "--sandbox-read=" : "--sandbox-write=") +
                                      allowed.path);

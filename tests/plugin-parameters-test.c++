@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 
@@ -351,6 +352,16 @@ TEST(PluginSandboxPlan, WorkerArguments) {
   EXPECT_TRUE(plan.leftOut.empty());
   EXPECT_EQ(plan.summary, "no_new_privs, seccomp filter, Landlock ABI 7 (files, TCP, device "
                           "ioctls, signals), no network");
+}
+
+TEST(PluginSandboxPlan, AScriptAtTheRootGetsItselfNotTheRoot) {
+  Parameters p;
+  p.accept("script", "/disk.py");
+  p.accept("sandbox", "on");
+  auto arguments = planSandbox(p, {7, true, ""}).workerArguments;
+  EXPECT_NE(std::find(arguments.begin(), arguments.end(), "--sandbox-read=/disk.py"),
+            arguments.end());
+  EXPECT_EQ(std::find(arguments.begin(), arguments.end(), "--sandbox-read=/"), arguments.end());
 }
 
 TEST(PluginSandboxPlan, OnRefusesWhatIsMissing) {

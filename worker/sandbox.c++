@@ -268,7 +268,9 @@ void applySandbox(const SandboxRequest& request) {
     rules.allow("/etc/python3." + std::to_string(PY_MINOR_VERSION), FS_READ, false);
     for (const auto& path : pythonPaths()) rules.allow(path, FS_READ, false);
     for (const auto& path : request.readPaths) rules.allow(path, FS_READ | FS_IOCTL_DEV, true);
-    for (const auto& path : request.writePaths) rules.allow(path, handledFs(request.landlockAbi), true);
+    for (const auto& path : request.writePaths) {
+      rules.allow(path, handledFs(request.landlockAbi), true);
+    }
     auto asan = asanLogDirectory();
     if (!asan.empty()) rules.allow(asan, handledFs(request.landlockAbi), false);
     // landlock_restrict_self needs no_new_privs (or CAP_SYS_ADMIN): set it either way, so
