@@ -11,8 +11,10 @@
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import unittest
 
 import harness
@@ -364,6 +366,38 @@ class SandboxTest(NbdkitTestCase):
                                    or "Thread 0x" in server.stderr(), 10), server.stderr())
         self.assertEqual(h.pread(512, 0), pattern(4 << 20, seed=19)[:512])
         self.assertEqual(self.assertWorkerRunning(), [worker])
+
+    def test_debug_wait_on_a_sandboxed_worker(self):
+        # The worker waits (reading /proc/self/status) inside its sandbox; gdb attaches from
+        # outside and lets it go on.
+        marker = os.path.join(self.data, "loaded")
+        script = self.script("debug-wait.py", text="""
+open(%r, "w").close()   # the script ran (in its sandbox-allow= directory)
+API_VERSION = 2
+def open(readonly): return 1
+def get_size(h): return 4096
+def pread(h, buf, offset, flags): buf[:] = b"d" * len(buf)
+""" % marker)
+        server = self.start(script, "debug-wait=1", "sandbox=on", "sandbox-allow=" + self.data,
+                            wait=False)
+        self.assertTrue(wait_until(lambda: "waits for a debugger" in server.stderr(), 15),
+                        server.stderr())
+        pid = int(server.stderr().split("worker process ")[1].split()[0])
+        self.assertEqual(status_fields(pid)["Seccomp"], ["2"])  # sandboxed before it waits
+        self.assertFalse(os.path.exists(marker))
+        debugger = subprocess.Popen([shutil.which("gdb", path=harness.PATH), "-p", str(pid),
+                                     "-batch", "-ex", "continue"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+
+        def stop_debugger():
+            if debugger.poll() is None:
+                debugger.kill()
+            debugger.wait(10)
+        self.addCleanup(stop_debugger)
+        self.assertTrue(wait_until(lambda: os.path.exists(server.sock), 30), server.stderr())
+        self.assertTrue(os.path.exists(marker))
+        self.assertEqual(bytes(server.connect().pread(8, 0)), b"d" * 8)
 
 
 @unittest.skipIf(harness.REFERENCE, "sandbox= is pyworker's")
