@@ -108,7 +108,7 @@ void afterFork(WorkerInstance& instance, bool followUserSwitch) {
   auto directory = currentDirectory();
   auto& process = instance.process();
   ScriptOutcome outcome;
-  WorkerInstance::BeforeOpen defines;
+  WorkerInstance::ScriptFacts defines;
   instance.run([&](rpc::Worker::Client& worker) {
     auto request = worker.afterForkRequest();
     request.setDirectory(directory);
@@ -120,11 +120,16 @@ void afterFork(WorkerInstance& instance, bool followUserSwitch) {
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
       auto said = response.getDefines();
-      defines = {said.getPreconnect(), said.getListExports(), said.getDefaultExport()};
+      defines = {said.getPreconnect(), said.getListExports(), said.getDefaultExport(),
+                 said.getBlockSize(), said.getExportDescription()};
+      auto answers = response.getFixedAnswers();
+      for (size_t i = 0; i < answers.size() && i < defines.fixedAnswers.size(); ++i) {
+        defines.fixedAnswers[i] = answers[i];
+      }
     });
   });
   require(outcome.report());
-  instance.setBeforeOpen(defines);
+  instance.setScriptFacts(defines);
 }
 
 }  // namespace pyworker

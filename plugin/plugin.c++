@@ -119,10 +119,16 @@ LaneOutcome laneCall(void* handle, Target target, Fill&& fill, Read&& read) {
 int query(void* handle, const char* callback, rpc::Query which, int maximum) {
   return guarded(callback, -1, [&] {
     int32_t value = 0;
-    auto [outcome, from] = laneCall(
-        handle, Target::FIRST, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
-        [&](rpc::LaneReply::Reader reply) { value = reply.getValue(); });
-    if (!outcome.report()) return -1;
+    std::shared_ptr<WorkerInstance> from;
+    if (auto fixed = connectionOf(handle).fixedAnswer(which, from)) {
+      value = *fixed;  // the script has no such callback: no round trip
+    } else {
+      auto answered = laneCall(
+          handle, Target::FIRST, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
+          [&](rpc::LaneReply::Reader reply) { value = reply.getValue(); });
+      if (!answered.outcome.report()) return -1;
+      from = answered.from;
+    }
     verify(from.get(), [&] { checkQueryAnswer(callback, value, maximum); });
     connectionOf(handle).remember(which, value);
     return static_cast<int>(value);
@@ -242,7 +248,7 @@ int pyworkerPreconnect(int readonly) {
     auto context = ConnectionContext::capture(false, false, hasPeer());
     bool succeeded = false;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
-      if (!instance->beforeOpen().preconnect) {
+      if (!instance->scriptFacts().preconnect) {
         succeeded = true;  // nbdkit python's answer without one
         return;
       }
@@ -266,7 +272,7 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
-      if (!instance->beforeOpen().listExports) {
+      if (!instance->scriptFacts().listExports) {
         list.useDefault = true;  // as nbdkit python without one
         return;
       }
@@ -302,7 +308,7 @@ const char* pyworkerDefaultExport(int readonly, int isTls) {
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
-      if (!instance->beforeOpen().defaultExport) return;  // "", as nbdkit python
+      if (!instance->scriptFacts().defaultExport) return;  // "", as nbdkit python
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.defaultExportRequest();
         request.setReadonly(readonly);
@@ -347,6 +353,9 @@ void pyworkerClose(void* handle) {
 const char* pyworkerExportDescription(void* handle) {
   return guarded("export_description", static_cast<const char*>(nullptr),
                  [&]() -> const char* {
+                   if (!connectionOf(handle).firstFacts().exportDescription) {
+                     return nullptr;  // the script has none: no round trip
+                   }
                    std::optional<std::string> description;
                    auto [outcome, from] = laneCall(
                        handle, Target::FIRST,
@@ -375,6 +384,11 @@ int64_t pyworkerGetSize(void* handle) {
 
 int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   return guarded("block_size", -1, [&] {
+    if (!connectionOf(handle).firstFacts().blockSize) {
+      *minimum = *preferred = *maximum = 0;  // the script has none: no round trip
+      connectionOf(handle).rememberBlockSize(0, 0, 0);
+      return 0;
+    }
     auto [outcome, from] = laneCall(
         handle, Target::FIRST, [](rpc::LaneCall::Builder call) { call.setBlockSize(); },
         [&](rpc::LaneReply::Reader reply) {

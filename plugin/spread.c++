@@ -78,6 +78,12 @@ std::vector<Connection::Binding> spreadConnection(const Connection& connection,
                  where.c_str(), static_cast<int>(first.instance->pid()));
     return {};
   }
+  if (!state().supervisor().isCurrent(first.instance)) {
+    // A reload has retired it: its script and the new workers' may differ.
+    nbdkit_debug("pyworker: connection (%s) stays on worker process %d: a reload retired it",
+                 where.c_str(), static_cast<int>(first.instance->pid()));
+    return {};
+  }
   size_t slots = state().supervisor().slotCount();
   std::vector<std::future<Attempt>> others;
   for (size_t slot = 0; slot < slots; ++slot) {

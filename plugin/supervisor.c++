@@ -207,6 +207,11 @@ std::shared_ptr<WorkerInstance> Supervisor::instance(Purpose purpose) {
   return best ? best : replacementFor(turn, lock);
 }
 
+bool Supervisor::isCurrent(const std::shared_ptr<WorkerInstance>& instance) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return instance->slot() < slots_.size() && slots_[instance->slot()].current == instance;
+}
+
 bool Supervisor::maySpread() const {
   return setup_.spread && slots_.size() > 1 && threadModel_ == NBDKIT_THREAD_MODEL_PARALLEL;
 }

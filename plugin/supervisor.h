@@ -71,6 +71,9 @@ public:
   // spread=on, more than one worker, and a PARALLEL script: a connection may be spread (if its
   // script answers can_multi_conn True).
   size_t slotCount() const { return slots_.size(); }
+  bool isCurrent(const std::shared_ptr<WorkerInstance>& instance);
+  // Whether `instance` is still its slot's worker (not replaced after a death, nor retired by a
+  // reload).
 
   void endConfigPhase();
   // After get_ready: the config-phase connections (and their event loop) must not outlive the

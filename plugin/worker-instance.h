@@ -4,6 +4,7 @@
 // closes. Every call to the worker goes through here, so that one place counts calls in
 // flight, applies deadlines, kills on timeout and turns "the worker is gone" into WorkerLost.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -57,16 +58,22 @@ public:
   // A handle whose close() has run on a lane: released before the next RPC call, no wait.
   int64_t handlesOpen() const { return handlesOpen_.load(); }
 
-  struct BeforeOpen {
-    // Which callbacks a new connection makes before open the script has (after_fork's
-    // answer): nbdkit python's answer for one it has not needs no round trip.
+  struct ScriptFacts {
+    // What after_fork's reply says of the script as it serves: which callbacks a new
+    // connection makes before open it has (nbdkit python's answer for one it has not needs
+    // no round trip), and the can_* answers that run no script code.
     bool preconnect = true;
     bool listExports = true;
     bool defaultExport = true;
+    bool blockSize = true;          // without: no sizes (all zero)
+    bool exportDescription = true;  // without: none
+    std::array<int32_t, 10> fixedAnswers = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    // By rpc::Query: the answer the worker gives every connection without running script
+    // code (the script has no such callback; checked as any answer when used), or -1: ask.
   };
-  void setBeforeOpen(BeforeOpen defines) { beforeOpen_ = defines; }
+  void setScriptFacts(ScriptFacts facts) { facts_ = facts; }
   // While it is brought up, before any connection can see it.
-  const BeforeOpen& beforeOpen() const { return beforeOpen_; }
+  const ScriptFacts& scriptFacts() const { return facts_; }
   // Connections it serves (a spread connection counts on each of its workers).
 
   void beginServing(std::optional<std::chrono::milliseconds> timeout);
@@ -118,7 +125,7 @@ private:
   std::atomic<uint64_t> callsStarted_ = 0;
   std::atomic<uint64_t> callsFinished_ = 0;
   std::atomic<int64_t> handlesOpen_ = 0;
-  BeforeOpen beforeOpen_;
+  ScriptFacts facts_;
   uint64_t lastSeenFinished_ = 0;  // the shutdown watch's thread only, as is:
   std::chrono::steady_clock::time_point lastProgress_ = std::chrono::steady_clock::now();
   LaneClient lanes_;

@@ -117,7 +117,7 @@ interface Worker {
   getReady @4 () -> (status :Status);
   afterFork @5 (directory :Text, host :Host, uid :Int64 = -1, gid :Int64 = -1,
                 nbdkitPid :Int64 = -1)
-      -> (status :Status, defines :BeforeOpenCallbacks);
+      -> (status :Status, defines :BeforeOpenCallbacks, fixedAnswers :List(Int32));
   # The worker changes to nbdkit's current directory first (the daemon chdir()s to "/"),
   # takes nbdkit's user and group when they are given (nbdkit -u/-g switched after the worker
   # was started: setgroups + setgid + setuid, as nbdkit does), and
@@ -126,7 +126,8 @@ interface Worker {
   # may have belonged to the config-phase connection, which is closed by then).
   # `defines`: which of the callbacks a new connection may make before open the script has
   # once after_fork has run; the plugin answers for those it has not (as nbdkit python does)
-  # without asking.
+  # without asking. `fixedAnswers`, indexed by Query: the answer the worker gives to every
+  # connection without running script code (the script has no such callback), or -1: ask.
   cleanup @6 () -> ();
   dumpPlugin @7 () -> (status :Status, text :Text);
   # The script's dump_plugin() output, captured, for the plugin to print on nbdkit's stdout.
@@ -171,6 +172,10 @@ struct BeforeOpenCallbacks {
   preconnect @0 :Bool = true;
   listExports @1 :Bool = true;
   defaultExport @2 :Bool = true;
+  blockSize @3 :Bool = true;
+  exportDescription @4 :Bool = true;
+  # And two a connection makes after open: without them the answers are fixed (no sizes, no
+  # description).
 }
 
 struct LaneCall {

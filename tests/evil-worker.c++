@@ -8,7 +8,8 @@
 //
 //   pread-short | pread-long   pread data one byte short / long (inline data only)
 //   lane-garbage               the first pread reply is not a Cap'n Proto message
-//   query-range                the first query (can_write, ...) answers 7
+//   query-range                the first query asked on a lane (can_extents, ...) answers 7
+//   fixed-answer-range         after_fork's fixedAnswers says can_write answers 7
 //   size-negative              get_size answers -1
 //   default-export-utf8        default_export's name is not UTF-8
 //   list-exports-utf8          list_exports' first name is not UTF-8
@@ -154,6 +155,13 @@ bool maybeCorrupt(capnp::rpc::Message::Reader message, const Pending& call, int 
   auto is = [&](const char* m, uint64_t interface, uint16_t method) {
     return mode == m && call.interface == interface && call.method == method;
   };
+  if (is("fixed-answer-range", WORKER, 5)) {
+    if (!claim()) return false;
+    return rewrite<Worker::AfterForkResults>(
+        message, out, [](Worker::AfterForkResults::Builder r) {
+          r.getFixedAnswers().set(static_cast<unsigned>(Query::CAN_WRITE), 7);
+        });
+  }
   if (is("default-export-utf8", WORKER, 10)) {
     if (!claim()) return false;
     return rewrite<Worker::DefaultExportResults>(

@@ -107,7 +107,12 @@ class HostileWorkerTest(NbdkitTestCase):
         self.assertReplaced(server)
 
     def test_query_out_of_range(self):
-        self.check_connect("query-range", "can_write answered 7")
+        # hostile.py has can_extents and no other can_*: the one question asked on a lane.
+        self.check_connect("query-range", "can_extents answered 7")
+
+    def test_fixed_answer_out_of_range(self):
+        # The answers after_fork gives for the callbacks the script lacks are checked as any.
+        self.check_connect("fixed-answer-range", "can_write answered 7")
 
     def test_negative_size(self):
         self.check_connect("size-negative", "get_size answered -1")

@@ -79,28 +79,56 @@ Outcome HandleCallbacks::exportDescription(const OpenHandle& h,
   });
 }
 
-Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& value) const {
-  struct Question {
-    const char* callback;
-    enum Kind { BOOLEAN, FUA, CACHE } kind;
-    const char* implied;  // the callback whose presence is the default answer, or null
-    bool impliedMeans;    // answer when `implied` is defined (negated when it is not)
-  };
-  static const Question questions[] = {
-      {"can_write", Question::BOOLEAN, "pwrite", true},
-      {"can_flush", Question::BOOLEAN, "flush", true},
-      {"is_rotational", Question::BOOLEAN, nullptr, false},
-      {"can_trim", Question::BOOLEAN, "trim", true},
-      {"can_zero", Question::BOOLEAN, "zero", true},
-      {"can_fast_zero", Question::BOOLEAN, nullptr, false},  // default: see below
-      {"can_fua", Question::FUA, "flush", true},
-      {"can_cache", Question::CACHE, "cache", true},
-      {"can_extents", Question::BOOLEAN, "extents", true},
-      {"can_multi_conn", Question::BOOLEAN, nullptr, false},
-  };
+namespace {
+
+struct Question {
+  const char* callback;
+  enum Kind { BOOLEAN, FUA, CACHE } kind;
+  const char* implied;  // the callback whose presence is the default answer, or null
+  bool impliedMeans;    // answer when `implied` is defined (negated when it is not)
+};
+
+const Question QUESTIONS[] = {
+    {"can_write", Question::BOOLEAN, "pwrite", true},
+    {"can_flush", Question::BOOLEAN, "flush", true},
+    {"is_rotational", Question::BOOLEAN, nullptr, false},
+    {"can_trim", Question::BOOLEAN, "trim", true},
+    {"can_zero", Question::BOOLEAN, "zero", true},
+    {"can_fast_zero", Question::BOOLEAN, nullptr, false},  // default: see query()
+    {"can_fua", Question::FUA, "flush", true},
+    {"can_cache", Question::CACHE, "cache", true},
+    {"can_extents", Question::BOOLEAN, "extents", true},
+    {"can_multi_conn", Question::BOOLEAN, nullptr, false},
+};
+
+const Question& questionOf(rpc::Query which) {
   auto index = static_cast<size_t>(which);
-  KJ_REQUIRE(index < kj::size(questions), "unknown query", index);
-  const Question& question = questions[index];
+  KJ_REQUIRE(index < kj::size(QUESTIONS), "unknown query", index);
+  return QUESTIONS[index];
+}
+
+}  // namespace
+
+std::optional<int32_t> HandleCallbacks::answerWithoutScript(rpc::Query which) const {
+  const Question& question = questionOf(which);
+  if (script.defined(question.callback)) return std::nullopt;
+  if (which == rpc::Query::CAN_FAST_ZERO) {
+    // Without can_fast_zero, 1.32 answers "not can_zero": the script's, if it has one.
+    if (script.defined("can_zero")) return std::nullopt;
+    return !script.defined("zero");
+  }
+  bool implied = question.implied && script.defined(question.implied);
+  bool answer = question.implied ? implied == question.impliedMeans : false;
+  switch (question.kind) {
+  case Question::BOOLEAN: return answer;
+  case Question::FUA: return answer ? 1 : 0;    // FUA_EMULATE : FUA_NONE
+  case Question::CACHE: return answer ? 2 : 0;  // CACHE_NATIVE : CACHE_NONE
+  }
+  return std::nullopt;
+}
+
+Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& value) const {
+  const Question& question = questionOf(which);
   return script.call(question.callback, &h.connection, [&]() {
     if (PyRef fn = script.lookup(question.callback)) {
       PyRef answer = checked(PyObject_CallFunctionObjArgs(fn.get(), self(h), nullptr));
@@ -120,28 +148,20 @@ Outcome HandleCallbacks::query(const OpenHandle& h, rpc::Query which, int32_t& v
       }
       return;
     }
-    if (which == rpc::Query::CAN_FAST_ZERO) {
-      // Without can_fast_zero, 1.32 answers "not can_zero" (the script's answer, kept from
-      // nbdkit's can_zero question, else whether zero exists): nbdkit then fails fast zero
-      // requests itself when it would have to write zeroes slowly.
-      if (h.canZero >= 0) {
-        value = !h.canZero;
-      } else if (PyRef canZero = script.lookup("can_zero")) {
-        PyRef answer(PyObject_CallFunctionObjArgs(canZero.get(), self(h), nullptr));
-        if (!answer) throw PythonError{"can_zero"};
-        h.canZero = toBool(answer.get());
-        value = !h.canZero;
-      } else {
-        value = !script.defined("zero");
-      }
+    if (auto answer = answerWithoutScript(which)) {
+      value = *answer;
       return;
     }
-    bool implied = question.implied && script.defined(question.implied);
-    bool answer = question.implied ? implied == question.impliedMeans : false;
-    switch (question.kind) {
-    case Question::BOOLEAN: value = answer; break;
-    case Question::FUA: value = answer ? 1 : 0; break;    // FUA_EMULATE : FUA_NONE
-    case Question::CACHE: value = answer ? 2 : 0; break;  // CACHE_NATIVE : CACHE_NONE
+    // can_fast_zero without one, with the script's can_zero: 1.32 answers "not can_zero" (the
+    // script's answer, kept from nbdkit's can_zero question): nbdkit then fails fast zero
+    // requests itself when it would have to write zeroes slowly.
+    if (h.canZero >= 0) {
+      value = !h.canZero;
+    } else if (PyRef canZero = script.lookup("can_zero")) {
+      PyRef answer(PyObject_CallFunctionObjArgs(canZero.get(), self(h), nullptr));
+      if (!answer) throw PythonError{"can_zero"};
+      h.canZero = toBool(answer.get());
+      value = !h.canZero;
     }
   });
 }

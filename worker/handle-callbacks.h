@@ -30,6 +30,9 @@ public:
   Outcome query(const OpenHandle& h, rpc::Query which, int32_t& value) const;
   // A can_* (or is_rotational) answer: the script's, or nbdkit python's default when the
   // script lacks that callback.
+  std::optional<int32_t> answerWithoutScript(rpc::Query which) const;
+  // query()'s answer when it runs no script code (the script lacks the callback and the
+  // default does not depend on another answer of the script's), else none. GIL held.
 
   Outcome pread(const OpenHandle& h, uint8_t* buffer, uint32_t count, uint64_t offset,
                 uint32_t flags) const;

@@ -6,12 +6,14 @@
 #include "call-context.h"
 #include "debugger-wait.h"
 #include "process-title.h"
+#include "handle-callbacks.h"
 #include "handle-server.h"
 #include "host-link.h"
 #include "python-executor.h"
 #include "script.h"
 #include "value-conversions.h"
 
+#include <capnp/schema.h>
 #include <kj/debug.h>
 
 #include <unistd.h>
@@ -159,13 +161,25 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
   }
   services.host.setHost(params.getHost());
   if (params.getNbdkitPid() > 0) setWorkerTitle("", static_cast<pid_t>(params.getNbdkitPid()));
-  struct Result { Outcome outcome; bool preconnect, listExports, defaultExport; };
+  struct Result {
+    Outcome outcome;
+    bool preconnect, listExports, defaultExport, blockSize, exportDescription;
+    std::vector<int32_t> fixedAnswers;
+  };
   return callOptional("after_fork").then([this](Outcome outcome) {
     return onMainThread<Result>([this, outcome = kj::mv(outcome)]() mutable {
       GilScope gil;
-      return Result{kj::mv(outcome), services.script.defined("preconnect"),
+      Result result{kj::mv(outcome), services.script.defined("preconnect"),
                     services.script.defined("list_exports"),
-                    services.script.defined("default_export")};
+                    services.script.defined("default_export"),
+                    services.script.defined("block_size"),
+                    services.script.defined("export_description"), {}};
+      HandleCallbacks callbacks(services.script, services.host);
+      for (auto query : capnp::Schema::from<rpc::Query>().getEnumerants()) {
+        auto which = static_cast<rpc::Query>(query.getOrdinal());
+        result.fixedAnswers.push_back(callbacks.answerWithoutScript(which).value_or(-1));
+      }
+      return result;
     });
   }).then([context](Result result) mutable {
     auto results = context.getResults();
@@ -174,6 +188,10 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
     defines.setPreconnect(result.preconnect);
     defines.setListExports(result.listExports);
     defines.setDefaultExport(result.defaultExport);
+    defines.setBlockSize(result.blockSize);
+    defines.setExportDescription(result.exportDescription);
+    auto answers = results.initFixedAnswers(result.fixedAnswers.size());
+    for (size_t i = 0; i < result.fixedAnswers.size(); ++i) answers.set(i, result.fixedAnswers[i]);
   });
 }
 
