@@ -104,7 +104,7 @@ int32_t threadModel(WorkerLink& link) {
   return model;
 }
 
-void afterFork(WorkerInstance& instance) {
+void afterFork(WorkerInstance& instance, bool followUserSwitch) {
   auto directory = currentDirectory();
   auto& process = instance.process();
   ScriptOutcome outcome;
@@ -115,8 +115,8 @@ void afterFork(WorkerInstance& instance) {
     request.setHost(instance.host());
     request.setNbdkitPid(getpid());
     // nbdkit -u/-g switched user between this worker's start and now.
-    if (geteuid() != process.uid()) request.setUid(geteuid());
-    if (getegid() != process.gid()) request.setGid(getegid());
+    if (followUserSwitch && geteuid() != process.uid()) request.setUid(geteuid());
+    if (followUserSwitch && getegid() != process.gid()) request.setGid(getegid());
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());
       auto said = response.getDefines();

@@ -46,7 +46,8 @@ void getReady(WorkerLink& link);
 int32_t threadModel(WorkerLink& link);
 // The script's thread model. Throws ScriptFailed (reported) or BadReply (an impossible value).
 
-void afterFork(WorkerInstance& instance);
-// after_fork in the worker: the daemon's directory, its pid, and any -u/-g switch.
+void afterFork(WorkerInstance& instance, bool followUserSwitch);
+// after_fork in the worker: the daemon's directory, its pid, and any -u/-g switch (unless
+// `followUserSwitch` is false: worker-user= fixed the worker's identity).
 
 }  // namespace pyworker

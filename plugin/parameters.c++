@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +34,76 @@ unsigned parseCount(const std::string& key, const std::string& value) {
   return static_cast<unsigned>(n);
 }
 
+std::optional<unsigned long> parseId(const std::string& text) {
+  if (text.empty() || text.size() > 10) return std::nullopt;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  return std::stoul(text);
+}
+
+struct UserEntry {
+  uid_t uid;
+  gid_t gid;
+};
+
+std::optional<UserEntry> lookUpUser(const std::string& name) {
+  // Config time, on nbdkit's main thread: the reentrant call all the same (NSS may be slow,
+  // never shared).
+  passwd entry, *found = nullptr;
+  std::vector<char> buffer(16384);
+  if (getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+    return UserEntry{found->pw_uid, found->pw_gid};
+  }
+  if (auto id = parseId(name)) {
+    if (getpwuid_r(static_cast<uid_t>(*id), &entry, buffer.data(), buffer.size(), &found) == 0 &&
+        found) {
+      return UserEntry{found->pw_uid, found->pw_gid};
+    }
+    return UserEntry{static_cast<uid_t>(*id), static_cast<gid_t>(*id)};  // as nbdkit -u 1000
+  }
+  return std::nullopt;
+}
+
+std::optional<gid_t> lookUpGroup(const std::string& name) {
+  group entry, *found = nullptr;
+  std::vector<char> buffer(16384);
+  if (getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+    return found->gr_gid;
+  }
+  if (auto id = parseId(name)) return static_cast<gid_t>(*id);
+  return std::nullopt;
+}
+
 }  // namespace
+
+SandboxPath parseSandboxAllow(const std::string& value) {
+  SandboxPath result;
+  std::string path = value;
+  auto ends = [&](const char* suffix) {
+    size_t n = strlen(suffix);
+    return path.size() >= n && path.compare(path.size() - n, n, suffix) == 0;
+  };
+  if (ends(":ro")) {
+    result.readOnly = true;
+    path.resize(path.size() - 3);
+  } else if (ends(":rw")) {
+    path.resize(path.size() - 3);
+  }
+  if (path.empty()) throw ParameterError("sandbox-allow parameter must name a path");
+  char* resolved = realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) {
+    throw ParameterError("sandbox-allow=" + value + ": " + strerror(errno));
+  }
+  result.path = resolved;
+  free(resolved);
+  if (result.path == "/" && !result.readOnly) {
+    // Writing anywhere is no sandbox: said, not silently accepted.
+    throw ParameterError("sandbox-allow=" + value +
+                         ": the whole file system cannot be allowed for writing");
+  }
+  return result;
+}
 
 std::string directoryOf(const std::string& path) {
   auto slash = path.rfind('/');
@@ -123,6 +195,32 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
       throw ParameterError("memory=" + value + ": too small for a Python worker (at least 256M)");
     }
     memoryLimit_ = *bytes;
+  } else if (key == "sandbox") {
+    if (value == "on") {
+      sandbox_ = SandboxMode::ON;
+    } else if (value == "off") {
+      sandbox_ = SandboxMode::OFF;
+    } else if (value == "best-effort") {
+      sandbox_ = SandboxMode::BEST_EFFORT;
+    } else {
+      throw ParameterError("sandbox=" + value + ": expected on, off or best-effort");
+    }
+  } else if (key == "sandbox-allow") {
+    sandboxAllow_.push_back(parseSandboxAllow(value));
+  } else if (key == "sandbox-net") {
+    sandboxNet_ = parseBool(key, value);
+  } else if (key == "worker-user") {
+    auto user = lookUpUser(value);
+    if (value.empty() || !user) throw ParameterError("worker-user=" + value + ": no such user");
+    workerIdentity_.uid = user->uid;
+    // The user's primary group unless worker-group= says otherwise (in either order).
+    if (!explicitGroup_) workerIdentity_.gid = user->gid;
+    workerIdentity_.user = value;
+  } else if (key == "worker-group") {
+    auto gid = lookUpGroup(value);
+    if (value.empty() || !gid) throw ParameterError("worker-group=" + value + ": no such group");
+    workerIdentity_.gid = *gid;
+    explicitGroup_ = true;
   } else if (key == "max-restarts") {
     maxRestarts_ = parseCount(key, value);
   } else if (key == "restart-window") {
@@ -151,6 +249,24 @@ void Parameters::checkComplete() const {
   if (script_.empty()) {
     throw ParameterError(
         "no script given: use 'nbdkit pyworker script=/path/to/script.py [key=value...]'");
+  }
+  if (sandbox_ == SandboxMode::OFF) {
+    if (!sandboxAllow_.empty()) {
+      throw ParameterError("sandbox-allow=" + sandboxAllow_.front().path +
+                           ": needs sandbox=on (or sandbox=best-effort)");
+    }
+    if (sandboxNet_) {
+      throw ParameterError(std::string("sandbox-net=") + (*sandboxNet_ ? "on" : "off") +
+                           ": needs sandbox=on (or sandbox=best-effort)");
+    }
+  }
+  const auto& who = workerIdentity_;
+  if (geteuid() != 0 && ((who.uid && *who.uid != geteuid()) ||
+                         (who.gid && *who.gid != getegid()))) {
+    // Only root may start a process as someone else; said now rather than by every worker.
+    throw ParameterError(
+        (who.uid ? "worker-user=" + who.user : std::string("worker-group=")) +
+        ": nbdkit must run as root to start its workers as another user or group");
   }
 }
 

@@ -2,6 +2,8 @@
 // The key=value parameters nbdkit hands to the plugin: which belong to pyworker itself and which
 // are the script's (forwarded in order, so a new worker can be configured exactly the same way).
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -27,6 +29,27 @@ void checkWatchableDirectory(const std::string& key, const std::string& path);
 // The directory of `path`, which inotify watches for it, exists and can be read (the file
 // itself need not exist: creating it counts). Throws ParameterError naming key, value and why.
 
+enum class SandboxMode { OFF, ON, BEST_EFFORT };
+// sandbox=: off (the default), on (every layer or nbdkit refuses to start), best-effort (what
+// the kernel has, the rest logged).
+
+struct SandboxPath {
+  std::string path;  // absolute, symlinks resolved
+  bool readOnly = false;
+  bool operator==(const SandboxPath&) const = default;
+};
+
+SandboxPath parseSandboxAllow(const std::string& value);
+// sandbox-allow=PATH, PATH:rw or PATH:ro: PATH made absolute with realpath() (it must exist:
+// Landlock's rules name existing files). Throws ParameterError naming the value and why.
+
+struct WorkerIdentity {
+  // worker-user= / worker-group=: who the worker runs as (nbdkit keeps its own user).
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::string user;  // as given, for messages
+};
+
 class Parameters {
 public:
   using SizeParser = std::function<std::optional<uint64_t>(const std::string&)>;
@@ -40,7 +63,9 @@ public:
   // nbdkit python; pyworker's own keys may stand anywhere. Throws ParameterError.
 
   void checkComplete() const;
-  // Throws ParameterError if nothing says which script to run.
+  // Throws ParameterError if nothing says which script to run, or the sandbox keys do not go
+  // together (sandbox-allow= or sandbox-net= without sandbox=on), or worker-user= names
+  // another user while this process is not root.
 
   const std::string& script() const { return script_; }
   const std::optional<std::string>& workerPath() const { return workerPath_; }
@@ -67,6 +92,13 @@ public:
   bool debugWait() const { return debugWait_; }
   // debug-wait=true: every new worker waits for a debugger to attach before it loads the
   // script; nothing times out meanwhile.
+  SandboxMode sandbox() const { return sandbox_; }
+  const std::vector<SandboxPath>& sandboxAllow() const { return sandboxAllow_; }
+  // sandbox-allow=PATH[:ro] (repeatable), in the order given.
+  bool sandboxNet() const { return sandboxNet_.value_or(true); }
+  // sandbox-net=off: no sockets of its own (on, the default with sandbox=on: network clients
+  // work).
+  const WorkerIdentity& workerIdentity() const { return workerIdentity_; }
   unsigned maxRestarts() const { return maxRestarts_; }
   std::chrono::seconds restartWindow() const { return restartWindow_; }
   // max-restarts=N within restart-window=SECONDS: past that, no new worker until the window
@@ -91,6 +123,11 @@ private:
   std::optional<std::string> reloadTrigger_;
   unsigned maxRestarts_ = 5;
   std::chrono::seconds restartWindow_{60};
+  SandboxMode sandbox_ = SandboxMode::OFF;
+  std::vector<SandboxPath> sandboxAllow_;
+  std::optional<bool> sandboxNet_;
+  WorkerIdentity workerIdentity_;
+  bool explicitGroup_ = false;
   std::string script_;
   std::optional<std::string> workerPath_;
   std::vector<std::pair<std::string, std::string>> scriptConfig_;

@@ -1,5 +1,6 @@
 #include "plugin-state.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <nbdkit-plugin.h>
 
 #include "guard.h"
+#include "sandbox-plan.h"
 #include "worker-path.h"
 
 #ifndef PYWORKER_INSTALLED_WORKER
@@ -51,7 +53,19 @@ Supervisor& PluginState::supervisor() {
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
         parameters_.debugWait(), parameters_.workers(), parameters_.reloadOnChange(),
         absolute(parameters_.reloadTrigger()), parameters_.recoverByReopening(),
-        parameters_.spread()};
+        parameters_.spread(), {}, false};
+    auto sandbox = planSandbox(parameters_, probeKernel());  // may refuse: before any worker
+    for (const auto& missing : sandbox.leftOut) {
+      // Said without -v: nothing is left unprotected silently.
+      fprintf(stderr, "nbdkit: pyworker: warning: sandbox=best-effort: left out %s\n",
+              missing.c_str());
+    }
+    if (parameters_.sandbox() != SandboxMode::OFF) {
+      nbdkit_debug("pyworker: sandbox: %s", sandbox.summary.c_str());
+    }
+    setup.workerArguments = std::move(sandbox.workerArguments);
+    const auto& who = parameters_.workerIdentity();
+    setup.fixedWorkerIdentity = who.uid.has_value() || who.gid.has_value();
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

@@ -71,7 +71,8 @@ Supervisor::~Supervisor() noexcept {
 
 std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const char* what) {
   auto process = std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script),
-                                                 withConfigSocket, setup_.memoryLimit);
+                                                 withConfigSocket, setup_.memoryLimit,
+                                                 setup_.workerArguments);
   int pid = static_cast<int>(process->pid());
   nbdkit_debug("pyworker: started %s process %d for %s", what, pid, setup_.script.c_str());
   if (setup_.debugWait) {
@@ -145,7 +146,7 @@ void Supervisor::startServing() {
     KJ_REQUIRE(slot.firstServingSocket != nullptr, "after_fork without a worker");
     auto instance = std::make_shared<WorkerInstance>(
         i, kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt);
-    afterFork(*instance);
+    afterFork(*instance, !setup_.fixedWorkerIdentity);
     instance->beginServing(setup_.timeout);
     std::lock_guard<std::mutex> lock(mutex_);
     instances_.push_back(instance);
@@ -318,7 +319,7 @@ std::shared_ptr<WorkerInstance> Supervisor::bringUp(size_t slot, const char* wha
       throw ScriptFailed();
     }
     getReady(*instance);
-    afterFork(*instance);
+    afterFork(*instance, !setup_.fixedWorkerIdentity);
   } catch (const CallTimedOut& e) {
     nbdkit_error("pyworker: the %s (process %d) did not finish starting: a step took longer "
                  "than %g seconds; killed it",

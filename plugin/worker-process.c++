@@ -98,7 +98,8 @@ int pidfdSendSignal(int pidfd, int sig) {
 }  // namespace
 
 WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& label,
-                             bool withConfigSocket, std::optional<uint64_t> memoryLimit) {
+                             bool withConfigSocket, std::optional<uint64_t> memoryLimit,
+                             const std::vector<std::string>& extraArguments) {
   int outputPipe[2];
   KJ_SYSCALL(pipe2(outputPipe, O_CLOEXEC));
   kj::AutoCloseFd outputRead(outputPipe[0]);
@@ -118,6 +119,7 @@ WorkerProcess::WorkerProcess(const std::string& workerPath, const std::string& l
   args.push_back("--data-fd=" + std::to_string(DATA_FD));
   args.push_back("--data-size=" + std::to_string(DATA_SIZE));
   args.push_back("--lane-fd=" + std::to_string(LANE_FD));
+  args.insert(args.end(), extraArguments.begin(), extraArguments.end());
   args.push_back("--");
   args.push_back(label);
   std::vector<char*> argv;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "shared-arena.h"
 #include "worker-cgroup.h"
@@ -37,7 +38,8 @@ public:
   // Where new lanes are handed to the worker (its --lane-fd; see lane-pool.h).
 
   WorkerProcess(const std::string& workerPath, const std::string& label, bool withConfigSocket,
-                std::optional<uint64_t> memoryLimit);
+                std::optional<uint64_t> memoryLimit,
+                const std::vector<std::string>& extraArguments = {});
   // Spawns `workerPath --serve-fd=3 [--config-fd=4] --data-fd=5 --data-size=N --lane-fd=6
   // -- label`: stdin is /dev/null, stdout and stderr are a pipe to the plugin (under
   // `nbdkit -s` fds 0/1 are the NBD connection, and a daemon must not hold its caller's stdio

@@ -25,6 +25,10 @@ struct WorkerSetup {
   std::optional<std::string> reloadTrigger;  // absolute
   bool recoverByReopening = false;
   bool spread = false;
+  std::vector<std::string> workerArguments;
+  // sandbox= and worker-user= (sandbox-plan.h): given to every worker.
+  bool fixedWorkerIdentity = false;
+  // worker-user=/worker-group=: the worker keeps that identity when nbdkit -u/-g switches.
 };
 
 struct ScriptInfo {

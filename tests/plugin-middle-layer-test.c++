@@ -119,7 +119,7 @@ std::shared_ptr<WorkerInstance> startWorker(const WorkerSetup& setup) {
   configComplete(*instance);
   threadModel(*instance);
   getReady(*instance);
-  afterFork(*instance);
+  afterFork(*instance, true);
   instance->beginServing(std::nullopt);
   return instance;
 }

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <string>
 
 #include "parameters.h"
+#include "sandbox-plan.h"
 
 namespace pyworker {
 namespace {
@@ -246,6 +249,145 @@ TEST(PluginParameters, ReloadTriggerDirectoryIsCheckedAtOnce) {
   EXPECT_EQ(directoryOf("/trigger"), "/");
   EXPECT_EQ(directoryOf("trigger"), ".");
   EXPECT_EQ(directoryOf("a/b/trigger"), "a/b");
+}
+
+
+// --- sandbox= and worker-user= ---------------------------------------------------------------
+
+std::string errorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ParameterError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(PluginParameters, SandboxAllowTakesRoRwOrNothing) {
+  EXPECT_EQ(parseSandboxAllow("/tmp"), (SandboxPath{"/tmp", false}));
+  EXPECT_EQ(parseSandboxAllow("/tmp:ro"), (SandboxPath{"/tmp", true}));
+  EXPECT_EQ(parseSandboxAllow("/tmp:rw"), (SandboxPath{"/tmp", false}));
+  EXPECT_EQ(parseSandboxAllow("/tmp/../tmp/"), (SandboxPath{"/tmp", false}));  // resolved
+  EXPECT_EQ(parseSandboxAllow("/:ro"), (SandboxPath{"/", true}));
+  EXPECT_EQ(errorOf([] { parseSandboxAllow("/"); }),
+            "sandbox-allow=/: the whole file system cannot be allowed for writing");
+  EXPECT_EQ(errorOf([] { parseSandboxAllow("/no/such:ro"); }),
+            "sandbox-allow=/no/such:ro: No such file or directory");
+  EXPECT_EQ(errorOf([] { parseSandboxAllow(":ro"); }),
+            "sandbox-allow parameter must name a path");
+}
+
+TEST(PluginParameters, SandboxKeys) {
+  Parameters p;
+  p.accept("script", "/s.py");
+  EXPECT_EQ(p.sandbox(), SandboxMode::OFF);
+  EXPECT_TRUE(p.sandboxNet());
+  p.accept("sandbox", "best-effort");
+  EXPECT_EQ(p.sandbox(), SandboxMode::BEST_EFFORT);
+  p.accept("sandbox", "on");
+  p.accept("sandbox-allow", "/tmp");
+  p.accept("sandbox-allow", "/usr:ro");
+  p.accept("sandbox-net", "off");
+  EXPECT_EQ(p.sandbox(), SandboxMode::ON);
+  EXPECT_FALSE(p.sandboxNet());
+  std::vector<SandboxPath> expected = {{"/tmp", false}, {"/usr", true}};
+  EXPECT_EQ(p.sandboxAllow(), expected);
+  EXPECT_TRUE(p.scriptConfig().empty());  // none of them reaches the script
+  EXPECT_NO_THROW(p.checkComplete());
+  EXPECT_EQ(errorOf([&] { p.accept("sandbox", "yes"); }),
+            "sandbox=yes: expected on, off or best-effort");
+}
+
+TEST(PluginParameters, SandboxDetailsNeedTheSandbox) {
+  Parameters p;
+  p.accept("script", "/s.py");
+  p.accept("sandbox-allow", "/tmp");
+  EXPECT_EQ(errorOf([&] { p.checkComplete(); }),
+            "sandbox-allow=/tmp: needs sandbox=on (or sandbox=best-effort)");
+  Parameters q;
+  q.accept("script", "/s.py");
+  q.accept("sandbox-net", "off");
+  EXPECT_EQ(errorOf([&] { q.checkComplete(); }),
+            "sandbox-net=off: needs sandbox=on (or sandbox=best-effort)");
+}
+
+TEST(PluginParameters, WorkerUserAndGroup) {
+  Parameters p;
+  p.accept("script", "/s.py");
+  p.accept("worker-user", "nobody");
+  ASSERT_TRUE(p.workerIdentity().uid.has_value());
+  EXPECT_EQ(*p.workerIdentity().uid, 65534u);
+  EXPECT_EQ(*p.workerIdentity().gid, 65534u);  // nobody's primary group
+  p.accept("worker-group", "root");
+  EXPECT_EQ(*p.workerIdentity().gid, 0u);
+  Parameters q;
+  q.accept("worker-group", "root");  // either order
+  q.accept("worker-user", "nobody");
+  EXPECT_EQ(*q.workerIdentity().gid, 0u);
+  EXPECT_EQ(errorOf([&] { q.accept("worker-user", "nosuch"); }),
+            "worker-user=nosuch: no such user");
+  EXPECT_EQ(errorOf([&] { q.accept("worker-group", "nosuch"); }),
+            "worker-group=nosuch: no such group");
+}
+
+SandboxPlan planFor(std::initializer_list<std::pair<const char*, const char*>> keys,
+                    KernelSupport kernel) {
+  Parameters p;
+  p.accept("script", "/srv/scripts/disk.py");
+  for (auto& [key, value] : keys) p.accept(key, value);
+  return planSandbox(p, kernel);
+}
+
+TEST(PluginSandboxPlan, WorkerArguments) {
+  KernelSupport full{7, true, ""};
+  EXPECT_TRUE(planFor({}, full).workerArguments.empty());
+  auto plan = planFor({{"sandbox", "on"}, {"sandbox-allow", "/tmp"},
+                       {"sandbox-allow", "/usr:ro"}, {"sandbox-net", "off"},
+                       {"worker-user", "nobody"}}, full);
+  std::vector<std::string> expected = {"--user=65534", "--group=65534", "--sandbox-seccomp",
+                                       "--sandbox-landlock=7", "--sandbox-read=/srv/scripts",
+                                       "--sandbox-write=/tmp", "--sandbox-read=/usr",
+                                       "--sandbox-no-network"};
+  EXPECT_EQ(plan.workerArguments, expected);
+  EXPECT_TRUE(plan.leftOut.empty());
+  EXPECT_EQ(plan.summary, "no_new_privs, seccomp filter, Landlock ABI 7 (files, TCP, device "
+                          "ioctls, signals), no network");
+}
+
+TEST(PluginSandboxPlan, AScriptAtTheRootGetsItselfNotTheRoot) {
+  Parameters p;
+  p.accept("script", "/disk.py");
+  p.accept("sandbox", "on");
+  auto arguments = planSandbox(p, {7, true, ""}).workerArguments;
+  EXPECT_NE(std::find(arguments.begin(), arguments.end(), "--sandbox-read=/disk.py"),
+            arguments.end());
+  EXPECT_EQ(std::find(arguments.begin(), arguments.end(), "--sandbox-read=/"), arguments.end());
+}
+
+TEST(PluginSandboxPlan, OnRefusesWhatIsMissing) {
+  EXPECT_EQ(errorOf([] { planFor({{"sandbox", "on"}}, {0, true, "simulated"}); }),
+            "sandbox=on: the file-system restriction: this kernel has no Landlock (simulated) "
+            "(sandbox=best-effort runs without what is missing)");
+  EXPECT_EQ(errorOf([] { planFor({{"sandbox", "on"}}, {2, true, ""}); }),
+            "sandbox=on: truncation of files outside the allowed paths: this kernel's Landlock "
+            "ABI is 2, ABI 3 (Linux 6.2) restricts it (sandbox=best-effort runs without what is "
+            "missing)");
+  EXPECT_EQ(errorOf([] { planFor({{"sandbox", "on"}}, {3, false, ""}); }),
+            "sandbox=on: the system-call filter: this kernel has no seccomp filters "
+            "(CONFIG_SECCOMP_FILTER) (sandbox=best-effort runs without what is missing)");
+  EXPECT_NO_THROW(planFor({{"sandbox", "on"}}, {3, true, ""}));
+}
+
+TEST(PluginSandboxPlan, BestEffortSaysWhatItLeftOut) {
+  auto plan = planFor({{"sandbox", "best-effort"}, {"sandbox-net", "off"}}, {0, false, "why"});
+  std::vector<std::string> left = {
+      "the system-call filter: this kernel has no seccomp filters (CONFIG_SECCOMP_FILTER)",
+      "the file-system restriction: this kernel has no Landlock (why)",
+      "sandbox-net=off: it needs the system-call filter"};
+  EXPECT_EQ(plan.leftOut, left);
+  // no_new_privs still: the worker is told it is sandboxed.
+  std::vector<std::string> expected = {"--sandbox-landlock=0", "--sandbox-no-network"};
+  EXPECT_EQ(plan.workerArguments, expected);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "python-executor.h"
 #include "python-ref.h"
 #include "rpc-limits.h"
+#include "sandbox.h"
 #include "script.h"
 #include "worker-server.h"
 
@@ -53,6 +54,7 @@ struct Arguments {
   std::optional<int> laneFd;  // where the plugin offers lanes (the data path)
   size_t dataSize = 0;
   std::string label;  // the script's base name, given by the plugin for ps
+  SandboxRequest sandbox;  // worker-user=, sandbox= (sandbox.h)
 };
 
 std::optional<int> parseFd(std::string_view text) {
@@ -105,6 +107,8 @@ std::optional<Arguments> parseArguments(int argc, char** argv) {
       unsigned long long size = strtoull(copy.c_str(), &end, 10);
       if (copy.empty() || *end != '\0') return std::nullopt;
       arguments.dataSize = size;
+    } else if (bool valid = true; parseSandboxArgument(arg, arguments.sandbox, valid)) {
+      if (!valid) return std::nullopt;
     } else if (arg.rfind("--", 0) == 0) {
       return std::nullopt;
     }
@@ -217,7 +221,9 @@ int run(const Arguments& arguments) {
     // Linux >= 3.4 has it: then a setsid() daemon of the script outlives a killed worker.
     perror("nbdkit-pyworker-worker: prctl(PR_SET_CHILD_SUBREAPER)");
   }
-  startOrphanWatch(arguments.serveFd, ORPHAN_GRACE);
+  // worker-user=: before the interpreter reads anything, so that every file is opened as
+  // that user.
+  becomeWorkerUser(arguments.sandbox);
 
   registerNbdkitModule();
   Py_InitializeEx(0);  // no Python signal handlers: Ctrl-C must not become KeyboardInterrupt
@@ -241,6 +247,11 @@ int run(const Arguments& arguments) {
   if (PyRun_SimpleString(setup.c_str()) != 0) {
     fputs("nbdkit-pyworker-worker: could not set up stdout and faulthandler\n", stderr);
   }
+  // sandbox=: with the interpreter up (its import path known) and before the first thread
+  // (Landlock restricts the calling thread and what it starts later) and the script's first
+  // line (the plugin's load request comes later).
+  applySandbox(arguments.sandbox);
+  startOrphanWatch(arguments.serveFd, ORPHAN_GRACE);
   // From now on Python runs on this thread only inside the config-phase calls (worker-server:
   // onMainThread), otherwise on pool and lane threads.
   PyThreadState* mainThread = PyEval_SaveThread();
