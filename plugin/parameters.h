@@ -67,6 +67,9 @@ public:
   bool debugWait() const { return debugWait_; }
   // debug-wait=true: every new worker waits for a debugger to attach before it loads the
   // script; nothing times out meanwhile.
+  bool pdb() const { return pdb_; }
+  // pdb=on: breakpoint() in the script waits for `tools/pyworker-debug pdb` (off: it behaves
+  // as in-process, where pdb finds no terminal).
   unsigned maxRestarts() const { return maxRestarts_; }
   std::chrono::seconds restartWindow() const { return restartWindow_; }
   // max-restarts=N within restart-window=SECONDS: past that, no new worker until the window
@@ -84,6 +87,7 @@ private:
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<uint64_t> memoryLimit_;
   bool debugWait_ = false;
+  bool pdb_ = false;
   bool recoverByReopening_ = false;
   bool spread_ = false;
   unsigned workers_ = 1;

@@ -51,7 +51,7 @@ Supervisor& PluginState::supervisor() {
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
         parameters_.debugWait(), parameters_.workers(), parameters_.reloadOnChange(),
         absolute(parameters_.reloadTrigger()), parameters_.recoverByReopening(),
-        parameters_.spread()};
+        parameters_.spread(), parameters_.pdb()};
     auto& supervisor = supervisor_.emplace(kj::mv(setup));
     try {
       info_ = supervisor.start();

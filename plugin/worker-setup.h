@@ -25,6 +25,7 @@ struct WorkerSetup {
   std::optional<std::string> reloadTrigger;  // absolute
   bool recoverByReopening = false;
   bool spread = false;
+  bool pdb = false;
 };
 
 struct ScriptInfo {
