@@ -7,6 +7,7 @@
 #include <nbdkit-plugin.h>
 
 #include "output-pump.h"
+#include "pdb-leftovers.h"
 
 namespace pyworker {
 
@@ -110,6 +111,7 @@ kj::Promise<void> RpcThread::watchProcess(kj::UnixEventPort& eventPort) {
   return readable.then([this]() {
     nbdkit_error("pyworker: worker process %d %s", static_cast<int>(process_.pid()),
                  process_.describeExit().c_str());
+    removePdbLeftovers(process_.pid());  // pdb=on: a dead worker could not remove its own
     onExit_();
   }).attach(kj::mv(observer));
 }

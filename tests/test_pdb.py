@@ -253,6 +253,20 @@ def open(readonly):
         self.assertTrue(wait_until(lambda: not os.path.exists(directory), WAIT),
                         "%s is still there" % directory)
 
+    def test_the_rendezvous_of_a_killed_worker_is_removed(self):
+        server = self.serve()
+        [worker] = self.assertWorkerRunning()
+        stopped = Read(server.connect(), 8192)
+        self.waiting(server)
+        [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
+                                             "pyworker-pdb-%d-*" % worker))
+        os.kill(worker, signal.SIGKILL)  # it cannot clean up: the plugin does
+        self.assertTrue(stopped.finish())
+        self.assertEqual(errno_name(stopped.error), "EIO")
+        self.close_handles()  # the dead worker is let go of with its last connection
+        self.assertTrue(wait_until(lambda: not os.path.exists(directory), WAIT),
+                        "%s is still there" % directory)
+
     def test_debug_wait_stops_before_the_first_line(self):
         server = self.serve("debug-wait=true", wait=False)
         self.waiting(server)
