@@ -338,7 +338,7 @@ void enablePdb(HostLink& host) {
     throw std::runtime_error("pdb=on: its Python side failed to load");
   }
   // Both ways in: breakpoint() asks sys.breakpointhook, pdb.set_trace() is pdb's own (set on
-  // the module object, so `import pdb` anywhere sees it; pdb is imported for it here, ~20 ms
+  // the module object, so `import pdb` anywhere sees it; pdb is imported for it here, ~25 ms
   // once, only with pdb=on).
   PyRef hook(PyObject_GetAttrString(module.get(), "breakpointhook"));
   PyRef setTrace(PyObject_GetAttrString(module.get(), "set_trace"));
@@ -357,6 +357,8 @@ void stopAtFirstLine(const std::string& path) {
                     : nullptr);
   if (!result) PyErr_Print();  // the script then loads without a session, as without pdb
 }
+
+bool pdbSessionOpen() { return sessionOpen; }
 
 void endPdbSession(const char* callback, bool goesOn) {
   if (!sessionOpen || glue == nullptr) return;

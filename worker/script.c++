@@ -60,21 +60,23 @@ Outcome Script::failure(const char* callback, std::string detail, int error) con
 
 namespace {
 
-struct PdbSessionEnd {
-  // pdb=on: a session still open when the script's code returns ends (pdb-session.h) before
-  // anything else runs Python on this thread (formatting a traceback, say); at start-up it
-  // goes on into the next callback, up to get_ready.
-  const char* callback;
-  bool goesOn;
-  ~PdbSessionEnd() { endPdbSession(callback, goesOn); }
-};
-
 bool isStartUp(const char* callback) {
-  for (const char* name : {"config", "config_complete", "thread_model", "get_ready"}) {
+  for (const char* name : {"load", "config", "config_complete", "thread_model", "get_ready"}) {
     if (strcmp(callback, name) == 0) return true;
   }
   return false;
 }
+
+struct PdbSessionEnd {
+  // pdb=on: a session still open when the script's code returns ends (pdb-session.h) before
+  // anything else runs Python on this thread (formatting a traceback, say); at start-up it
+  // goes on into the next callback, up to get_ready. Without one: a thread-local test.
+  const char* callback;
+  const HostLink& host;
+  ~PdbSessionEnd() {
+    if (pdbSessionOpen()) endPdbSession(callback, host.onLoopThread() && isStartUp(callback));
+  }
+};
 
 }  // namespace
 
@@ -110,7 +112,7 @@ Outcome Script::load(const std::string& path, LoadFailure& failure, bool firstLi
 
   PyRef result;
   {
-    PdbSessionEnd sessionEnd{"load", true};
+    PdbSessionEnd sessionEnd{"load", host};
     if (firstLineInPdb) stopAtFirstLine(path);
     result = PyRef(PyRun_FileExFlags(file, path.c_str(), Py_file_input, globals, globals,
                                      /* closeit */ 1, nullptr));
@@ -211,7 +213,7 @@ Outcome Script::call(const char* callback, const ConnectionInfo* connection,
   Outcome outcome;
   int fallback = 0;
   try {
-    PdbSessionEnd sessionEnd{callback, host.onLoopThread() && isStartUp(callback)};
+    PdbSessionEnd sessionEnd{callback, host};
     body();
     if (PyErr_Occurred()) throw PythonError{};  // a body must not leave one behind
   } catch (PythonError& error) {
