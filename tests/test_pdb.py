@@ -253,6 +253,26 @@ def open(readonly):
         self.assertTrue(wait_until(lambda: not os.path.exists(directory), WAIT),
                         "%s is still there" % directory)
 
+    def test_nbdkits_own_user_attaches_under_u(self):
+        # -u: the worker takes that user in after_fork; its breakpoints wait in a directory of
+        # that user's, whom the tool run as that user (or root) may attach to.
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        os.chmod(self.tmp, 0o755)  # nobody must reach the script
+        server = self.serve(args=["-u", "nobody", "-g", "nogroup"])
+        os.chmod(server.script, 0o644)
+        [worker] = self.assertWorkerRunning()
+        stopped = Read(server.connect(), 8192)
+        self.waiting(server)
+        [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
+                                             "pyworker-pdb-%d-*" % worker))
+        self.assertEqual(os.stat(directory).st_uid, nobody)
+        r = self.tool("pdb", server.pid, commands="p tripled\nc\n", as_user="nobody")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("(Pdb) 24576\n", r.stdout)
+        self.assertTrue(stopped.finish())
+        self.assertEqual(stopped.data, block(8192))
+
     def test_the_rendezvous_of_a_killed_worker_is_removed(self):
         server = self.serve()
         [worker] = self.assertWorkerRunning()
