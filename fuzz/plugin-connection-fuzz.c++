@@ -25,7 +25,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto& lowLevel = *loop.io.lowLevelProvider;
   int fds[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
-  pyworker::RpcConnection connection(lowLevel, kj::AutoCloseFd(fds[0]), "pyworker[fuzz]");
+  static pyworker::BreakpointPause pause(true);  // the serving connection's, pdb=on
+  pyworker::RpcConnection connection(lowLevel, kj::AutoCloseFd(fds[0]), "pyworker[fuzz]", 0,
+                                     &pause);
   auto worker = lowLevel.wrapSocketFd(kj::AutoCloseFd(fds[1]),
                                       kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   // The worker's side: sends the input, then hangs up; what the plugin answers is drained.

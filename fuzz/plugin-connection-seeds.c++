@@ -35,7 +35,7 @@ void record(kj::AsyncIoContext& io, const char* name, Conversation conversation)
   auto& lowLevel = *io.lowLevelProvider;
   std::string bytes;
   {
-    RpcConnection plugin(lowLevel, kj::AutoCloseFd(fds[0]), "pyworker[seeds]");
+    RpcConnection plugin(lowLevel, kj::AutoCloseFd(fds[0]), "pyworker[seeds]", 0);
     auto socket = lowLevel.wrapSocketFd(kj::AutoCloseFd(fds[1]),
                                         kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     RecordingStream recording(*socket);

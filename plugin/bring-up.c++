@@ -41,6 +41,7 @@ ScriptInfo loadScript(WorkerLink& link, const WorkerSetup& setup, Start start) {
     auto request = worker.loadRequest();
     request.setScript(setup.script);
     request.setDebugWait(setup.debugWait);
+    request.setPdb(setup.pdb);
     request.setHost(link.host());
     return request.send().then([&](auto response) {
       outcome = ScriptOutcome::from(response.getStatus());

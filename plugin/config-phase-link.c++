@@ -10,7 +10,8 @@ ConfigPhaseLink::ConfigPhaseLink(kj::AsyncIoContext& io, kj::AutoCloseFd socket,
                                  WorkerProcess& process)
     : io_(io),
       process_(process),
-      connection_(*io_.lowLevelProvider, kj::mv(socket), process.identity()),
+      connection_(*io_.lowLevelProvider, kj::mv(socket), process.identity(),
+                  static_cast<int>(process.pid())),
       outputPump_(pumpOutput(*io_.lowLevelProvider, process.outputFd(),
                              process.identity() + ": ")
                       .eagerlyEvaluate(nullptr)) {}

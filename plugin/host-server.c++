@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include <unistd.h>
+
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
@@ -49,6 +51,23 @@ kj::Promise<void> HostServer::error(ErrorContext context) {
 
 kj::Promise<void> HostServer::shutdown(ShutdownContext) {
   nbdkit_shutdown();
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> HostServer::breakpointWaits(BreakpointWaitsContext context) {
+  if (pause_ == nullptr || !pause_->waits()) return kj::READY_NOW;  // pdb=off: not asked for
+  auto params = context.getParams();
+  // At error level, as the other lines an operator must see (without -v): where, and how to
+  // attach. nbdkit's pid is this process's (the serving one, after a daemon's fork).
+  nbdkit_error("pyworker: worker process %d waits at a breakpoint %s (%s:%u): "
+               "tools/pyworker-debug pdb %d",
+               pid_, printable(params.getWhere()).c_str(), printable(params.getFile()).c_str(),
+               params.getLine(), static_cast<int>(getpid()));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> HostServer::breakpointResumed(BreakpointResumedContext) {
+  if (pause_ != nullptr) pause_->resumed();
   return kj::READY_NOW;
 }
 

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "breakpoint-pause.h"
 #include "pyworker.capnp.h"
 
 namespace pyworker {
@@ -14,16 +15,23 @@ void replayHostCall(rpc::HostCall::Reader call, const std::string& identity);
 
 class HostServer final : public rpc::Host::Server {
 public:
-  explicit HostServer(std::string identity) : identity_(kj::mv(identity)) {}
-  // `identity` ("pyworker[1234]") starts each nbdkit.debug() line: which worker spoke.
+  HostServer(std::string identity, int pid, BreakpointPause* pause)
+      : identity_(kj::mv(identity)), pid_(pid), pause_(pause) {}
+  // `identity` ("pyworker[1234]") starts each nbdkit.debug() line: which worker spoke. `pause`:
+  // the serving worker's (pdb=on), or null (the config phase, where the worker logs its
+  // breakpoints itself).
 
 protected:
   kj::Promise<void> debug(DebugContext context) override;
   kj::Promise<void> error(ErrorContext context) override;
   kj::Promise<void> shutdown(ShutdownContext context) override;
+  kj::Promise<void> breakpointWaits(BreakpointWaitsContext context) override;
+  kj::Promise<void> breakpointResumed(BreakpointResumedContext context) override;
 
 private:
   std::string identity_;
+  int pid_;
+  BreakpointPause* pause_;
 };
 
 }  // namespace pyworker

@@ -21,7 +21,8 @@ LaneClient::LaneClient(int offers, std::string identity)
 
 void LaneClient::call(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
                       kj::FunctionParam<void(rpc::LaneReply::Reader)> read,
-                      std::optional<std::chrono::steady_clock::time_point> deadline) {
+                      std::optional<std::chrono::steady_clock::time_point> deadline,
+                      LaneStream::LaterDeadline later) {
   std::optional<LanePool::Lease> lane;
   try {
     lane.emplace(lanes_.acquire());
@@ -35,7 +36,7 @@ void LaneClient::call(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
       build(message.initRoot<rpc::LaneCall>());
       (*lane)->stream.write(message);
     }
-    auto words = (*lane)->stream.read(deadline, REPLY_SPIN);
+    auto words = (*lane)->stream.read(deadline, REPLY_SPIN, later);
     try {
       capnp::FlatArrayMessageReader message(words, rpcReaderOptions());
       auto reply = message.getRoot<rpc::LaneReply>();

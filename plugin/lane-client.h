@@ -23,11 +23,13 @@ public:
 
   void call(kj::FunctionParam<void(rpc::LaneCall::Builder)> build,
             kj::FunctionParam<void(rpc::LaneReply::Reader)> read,
-            std::optional<std::chrono::steady_clock::time_point> deadline);
+            std::optional<std::chrono::steady_clock::time_point> deadline,
+            LaneStream::LaterDeadline later = nullptr);
   // `build` fills the call, `read` copies out what it needs from the reply (which lives only
   // during `read`). Throws LaneError: CLOSED (the worker hung up, or took no new lane),
   // TIMED_OUT (past `deadline`), MALFORMED (not a well-formed LaneReply, or `read` found it
-  // unreadable). The lane of a failed call is discarded.
+  // unreadable). The lane of a failed call is discarded. `later`: asked when `deadline` has
+  // passed, it may name another (LaneStream::read).
 
   void hangUp() { lanes_.hangUp(); }
   // The worker is gone: calls waiting on a lane end now (LanePool::hangUp()).

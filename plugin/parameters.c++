@@ -186,6 +186,8 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
     spread_ = parseBool(key, value);
   } else if (key == "debug-wait") {
     debugWait_ = parseBool(key, value);
+  } else if (key == "pdb") {
+    pdb_ = parseBool(key, value);
   } else if (key == "timeout") {
     timeout_ = parseSeconds(key, value, 0.001);
   } else if (key == "memory") {

@@ -99,6 +99,9 @@ public:
   // sandbox-net=off: no sockets of its own (on, the default with sandbox=on: network clients
   // work).
   const WorkerIdentity& workerIdentity() const { return workerIdentity_; }
+  bool pdb() const { return pdb_; }
+  // pdb=on: breakpoint() in the script waits for `tools/pyworker-debug pdb` (off: it behaves
+  // as in-process, where pdb finds no terminal).
   unsigned maxRestarts() const { return maxRestarts_; }
   std::chrono::seconds restartWindow() const { return restartWindow_; }
   // max-restarts=N within restart-window=SECONDS: past that, no new worker until the window
@@ -116,6 +119,7 @@ private:
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<uint64_t> memoryLimit_;
   bool debugWait_ = false;
+  bool pdb_ = false;
   bool recoverByReopening_ = false;
   bool spread_ = false;
   unsigned workers_ = 1;

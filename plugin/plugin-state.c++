@@ -53,7 +53,7 @@ Supervisor& PluginState::supervisor() {
         parameters_.memoryLimit(), parameters_.maxRestarts(), parameters_.restartWindow(),
         parameters_.debugWait(), parameters_.workers(), parameters_.reloadOnChange(),
         absolute(parameters_.reloadTrigger()), parameters_.recoverByReopening(),
-        parameters_.spread(), {}, false};
+        parameters_.spread(), {}, false, parameters_.pdb()};
     auto sandbox = planSandbox(parameters_, probeKernel());  // may refuse: before any worker
     for (const auto& missing : sandbox.leftOut) {
       // Said without -v: nothing is left unprotected silently.

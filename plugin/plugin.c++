@@ -575,6 +575,7 @@ const char CONFIG_HELP[] =
     "spread=on                        A can_multi_conn connection uses every worker\n"
     "                                 (default off).\n"
     "debug-wait=true                  New workers wait for a debugger.\n"
+    "pdb=on                           breakpoint() waits for tools/pyworker-debug pdb.\n"
     "[other arguments are passed to the script's config() function]";
 
 }  // namespace

@@ -5,12 +5,12 @@
 namespace pyworker {
 
 RpcConnection::RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket,
-                             std::string identity)
+                             std::string identity, int pid, BreakpointPause* pause)
     : stream_(lowLevel.wrapSocketFd(kj::mv(socket),
                                     kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
       messages_(*stream_, identity),
       network_(messages_, capnp::rpc::twoparty::Side::CLIENT, rpcReaderOptions()),
-      host_(kj::heap<HostServer>(kj::mv(identity))),
+      host_(kj::heap<HostServer>(kj::mv(identity), pid, pause)),
       rpcSystem_(capnp::makeRpcServer(network_, host_)),
       worker_(nullptr) {
   capnp::word scratch[4];

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "bounded-message-stream.h"
+#include "breakpoint-pause.h"
 #include "pyworker.capnp.h"
 #include "rpc-limits.h"
 
@@ -22,8 +23,9 @@ constexpr size_t HOST_CALL_FLOW_LIMIT_WORDS = 1024 * 1024;
 class RpcConnection {
 public:
   RpcConnection(kj::LowLevelAsyncIoProvider& lowLevel, kj::AutoCloseFd socket,
-                std::string identity);
+                std::string identity, int pid, BreakpointPause* pause = nullptr);
   // Takes ownership of `socket`. `identity` ("pyworker[PID]") labels the worker's messages.
+  // `pause`: the serving worker's breakpoints (host-server.h).
   KJ_DISALLOW_COPY(RpcConnection);
 
   rpc::Worker::Client& worker() { return worker_; }

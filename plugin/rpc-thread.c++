@@ -7,6 +7,7 @@
 #include <nbdkit-plugin.h>
 
 #include "output-pump.h"
+#include "pdb-leftovers.h"
 
 namespace pyworker {
 
@@ -17,9 +18,10 @@ constexpr auto OUTPUT_AFTER_EXIT = 50 * kj::MILLISECONDS;
 
 }  // namespace
 
-RpcThread::RpcThread(kj::AutoCloseFd socket, WorkerProcess& process,
+RpcThread::RpcThread(kj::AutoCloseFd socket, WorkerProcess& process, BreakpointPause& pause,
                      std::function<void()> onExit)
     : process_(process),
+      pause_(pause),
       onExit_(kj::mv(onExit)),
       thread_([this, fd = socket.release()]() mutable { loop(kj::AutoCloseFd(fd)); }) {
   auto lock = state_.lockExclusive();
@@ -49,7 +51,8 @@ void RpcThread::loop(kj::AutoCloseFd socket) {
                       .eagerlyEvaluate(nullptr);
     {
       auto connection = kj::heap<RpcConnection>(*io.lowLevelProvider, kj::mv(socket),
-                                                process_.identity());
+                                                process_.identity(),
+                                                static_cast<int>(process_.pid()), &pause_);
       auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
       auto watch = watchProcess(io.unixEventPort).eagerlyEvaluate(nullptr);
       auto disconnected = connection->onDisconnect()
@@ -108,6 +111,7 @@ kj::Promise<void> RpcThread::watchProcess(kj::UnixEventPort& eventPort) {
   return readable.then([this]() {
     nbdkit_error("pyworker: worker process %d %s", static_cast<int>(process_.pid()),
                  process_.describeExit().c_str());
+    removePdbLeftovers(process_.pid());  // pdb=on: a dead worker could not remove its own
     onExit_();
   }).attach(kj::mv(observer));
 }
@@ -131,14 +135,24 @@ void RpcThread::run(Call& call, Deadline limit) {
     return;
   }
   bool passed = false;
+  // Past the limit, the call has timed out unless a breakpoint of this worker waits or has
+  // just resumed: then the expiry is put off to the deadline the pause names. Used on the
+  // loop thread, while this one waits in executeSync() (so this frame outlives it).
+  kj::Function<kj::Promise<void>(kj::Duration)> expiry = [&](kj::Duration delay) {
+    return timer->afterDelay(delay).then([&]() -> kj::Promise<void> {
+      if (auto later = pause_.laterDeadline(*limit)) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            *later - std::chrono::steady_clock::now());
+        return expiry(std::max<int64_t>(left.count(), 1) * kj::MILLISECONDS);
+      }
+      passed = true;
+      KJ_FAIL_REQUIRE("deadline passed");
+    });
+  };
   try {
     executor->executeSync([&]() {
       releasePending();
-      auto expiry = timer->afterDelay(limit->count() * kj::MILLISECONDS).then([&]() {
-        passed = true;
-        KJ_FAIL_REQUIRE("deadline passed");
-      });
-      return call(connection->worker()).exclusiveJoin(kj::mv(expiry));
+      return call(connection->worker()).exclusiveJoin(expiry(limit->count() * kj::MILLISECONDS));
     });
   } catch (const kj::Exception&) {
     if (passed) throw DeadlinePassed{};

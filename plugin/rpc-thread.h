@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "breakpoint-pause.h"
 #include "pyworker.capnp.h"
 #include "rpc-connection.h"
 #include "worker-link.h"
@@ -31,10 +32,12 @@ public:
   // Thrown by run() when the call took longer than its limit; the call was abandoned (the
   // caller decides what becomes of the worker).
 
-  RpcThread(kj::AutoCloseFd socket, WorkerProcess& process, std::function<void()> onExit);
-  // Starts the loop thread and returns once it is ready to take calls. `process` must outlive
-  // this. `onExit` runs on the loop thread, once, when the process has ended (its pidfd is
-  // readable) or the connection has broken.
+  RpcThread(kj::AutoCloseFd socket, WorkerProcess& process, BreakpointPause& pause,
+            std::function<void()> onExit);
+  // Starts the loop thread and returns once it is ready to take calls. `process` and `pause`
+  // (what the worker says of its breakpoints) must outlive this. `onExit` runs on the loop
+  // thread, once, when the process has ended (its pidfd is readable) or the connection has
+  // broken.
   ~RpcThread() noexcept;
   KJ_DISALLOW_COPY(RpcThread);
 
@@ -45,7 +48,8 @@ public:
 
   void run(Call& call, Deadline limit);
   // Runs `call` on the loop thread and waits until its promise settles. Throws the call's
-  // kj::Exception (DISCONNECTED when the worker is gone), or DeadlinePassed.
+  // kj::Exception (DISCONNECTED when the worker is gone), or DeadlinePassed: past `limit`,
+  // unless the pause names a later deadline (a breakpoint waits: BreakpointPause).
 
   rpc::Host::Client host();
   // Inside run() only: this connection's Host, to hand to the worker.
@@ -77,6 +81,7 @@ private:
   void releasePending();
 
   WorkerProcess& process_;
+  BreakpointPause& pause_;
   std::function<void()> onExit_;
   std::unordered_map<uint64_t, rpc::Handle::Client> handles_;
   // The loop thread's only.

@@ -75,7 +75,7 @@ std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const ch
                                                  setup_.workerArguments);
   int pid = static_cast<int>(process->pid());
   nbdkit_debug("pyworker: started %s process %d for %s", what, pid, setup_.script.c_str());
-  if (setup_.debugWait) {
+  if (setup_.debugWait && !setup_.pdb) {  // with pdb=on the worker says it (pdb-session.h)
     // Said on stderr as well: without -v nbdkit_debug() is silent, and this is for a person.
     fprintf(stderr,
             "nbdkit: pyworker: debug-wait: %s process %d waits for a debugger before it loads "
@@ -145,7 +145,8 @@ void Supervisor::startServing() {
     auto& slot = slots_[i];
     KJ_REQUIRE(slot.firstServingSocket != nullptr, "after_fork without a worker");
     auto instance = std::make_shared<WorkerInstance>(
-        i, kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt);
+        i, kj::mv(slot.firstProcess), kj::mv(slot.firstServingSocket), std::nullopt,
+        setup_.pdb);
     afterFork(*instance, !setup_.fixedWorkerIdentity);
     instance->beginServing(setup_.timeout);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -293,9 +294,10 @@ std::shared_ptr<WorkerInstance> Supervisor::bringUp(size_t slot, const char* wha
   auto process = spawn(false, what);
   auto socket = process->takeSockets().serving;
   std::optional<std::chrono::milliseconds> limit;
-  if (!setup_.debugWait) limit = setup_.timeout.value_or(BRING_UP_LIMIT);  // a person may take long
-  auto instance =
-      std::make_shared<WorkerInstance>(slot, kj::mv(process), kj::mv(socket), limit);
+  // A person may take long: at a debugger before load, or at a breakpoint in config (pdb=on).
+  if (!setup_.debugWait && !setup_.pdb) limit = setup_.timeout.value_or(BRING_UP_LIMIT);
+  auto instance = std::make_shared<WorkerInstance>(slot, kj::mv(process), kj::mv(socket),
+                                                   limit, setup_.pdb);
   {
     // From here on the shutdown watch sees it (and kills it if it holds nbdkit's exit up).
     std::lock_guard<std::mutex> lock(mutex_);

@@ -39,12 +39,13 @@ struct CallCount {
 
 WorkerInstance::WorkerInstance(size_t slot, std::unique_ptr<WorkerProcess> process,
                                kj::AutoCloseFd servingSocket,
-                               std::optional<std::chrono::milliseconds> callLimit)
+                               std::optional<std::chrono::milliseconds> callLimit, bool pdb)
     : slot_(slot),
       process_(kj::mv(process)),
       callLimitMilliseconds_(callLimit ? std::max<int64_t>(callLimit->count(), 1) : 0),
+      pause_(pdb),
       lanes_(process_->laneOffers(), process_->identity()),
-      rpc_(kj::mv(servingSocket), *process_, [this] { lose(Loss::DISCONNECTED); }) {}
+      rpc_(kj::mv(servingSocket), *process_, pause_, [this] { lose(Loss::DISCONNECTED); }) {}
 
 WorkerInstance::~WorkerInstance() noexcept {
   if (serving_.load() && !cleanedUp_.load() && !isLost()) {
@@ -174,8 +175,9 @@ void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
   int64_t limit = callLimitMilliseconds_.load();
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (limit != 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit);
+  auto later = [&]() { return pause_.laterDeadline(std::chrono::milliseconds(limit)); };
   try {
-    lanes_.call(build, read, deadline);
+    lanes_.call(build, read, deadline, later);
   } catch (const LaneError& e) {
     switch (e.kind) {
     case LaneError::CLOSED:

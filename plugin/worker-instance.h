@@ -12,6 +12,7 @@
 
 #include <kj/function.h>
 
+#include "breakpoint-pause.h"
 #include "lane-client.h"
 #include "pyworker.capnp.h"
 #include "rpc-thread.h"
@@ -25,10 +26,11 @@ class WorkerInstance final : public WorkerLink {
 public:
   WorkerInstance(size_t slot, std::unique_ptr<WorkerProcess> process,
                  kj::AutoCloseFd servingSocket,
-                 std::optional<std::chrono::milliseconds> callLimit);
+                 std::optional<std::chrono::milliseconds> callLimit, bool pdb = false);
   // Starts the RPC thread. `slot`: which of the supervisor's workers=N this one is (or
   // replaces). `callLimit` bounds each call until beginServing() (a worker being brought up: see
-  // Supervisor); none for a first worker, whose start-up is nbdkit's own.
+  // Supervisor); none for a first worker, whose start-up is nbdkit's own. `pdb` (pdb=on):
+  // timeout= does not count while a breakpoint of this worker waits (breakpoint-pause.h).
   ~WorkerInstance() noexcept override;
   // A serving worker that ends normally (retired by a reload once its connections have closed)
   // runs the script's cleanup() first, unless cleanUp() already did; then stop().
@@ -128,6 +130,7 @@ private:
   ScriptFacts facts_;
   uint64_t lastSeenFinished_ = 0;  // the shutdown watch's thread only, as is:
   std::chrono::steady_clock::time_point lastProgress_ = std::chrono::steady_clock::now();
+  BreakpointPause pause_;
   LaneClient lanes_;
   RpcThread rpc_;
 };

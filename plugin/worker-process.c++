@@ -15,6 +15,7 @@
 #include <kj/debug.h>
 
 #include "process-tree.h"
+#include "pdb-leftovers.h"
 #include "worker-cgroup.h"
 
 #define NBDKIT_API_VERSION 2
@@ -319,6 +320,7 @@ void WorkerProcess::stop(kj::Duration grace) {
     }
   }
   if (cgroup_) cgroup_->remove();  // also when connections nbdkit never closed hold this
+  removePdbLeftovers(pid_);  // pdb=on: a worker killed here could not remove its own
   nbdkit_debug("pyworker: worker process %d exited", static_cast<int>(pid_));
 }
 

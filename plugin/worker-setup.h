@@ -29,6 +29,7 @@ struct WorkerSetup {
   // sandbox= and worker-user= (sandbox-plan.h): given to every worker.
   bool fixedWorkerIdentity = false;
   // worker-user=/worker-group=: the worker keeps that identity when nbdkit -u/-g switches.
+  bool pdb = false;
 };
 
 struct ScriptInfo {

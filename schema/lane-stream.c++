@@ -147,7 +147,7 @@ size_t LaneStream::receive(kj::byte* into, size_t room) {
 
 kj::ArrayPtr<const capnp::word> LaneStream::read(
     std::optional<std::chrono::steady_clock::time_point> deadline,
-    std::chrono::microseconds spin) {
+    std::chrono::microseconds spin, const LaterDeadline& later) {
   large_ = nullptr;
   kj::ArrayPtr<capnp::word> into = buffer_;
   size_t filled = 0;  // bytes
@@ -173,8 +173,11 @@ kj::ArrayPtr<const capnp::word> LaneStream::read(
       large_ = kj::mv(bigger);
       into = large_;
     }
-    if (!waitReadable(deadline, first ? spin : std::chrono::microseconds(0))) {
-      throw LaneError(LaneError::TIMED_OUT, "no reply on the lane before the deadline");
+    while (!waitReadable(deadline, first ? spin : std::chrono::microseconds(0))) {
+      auto next = later ? later() : std::nullopt;
+      if (!next) throw LaneError(LaneError::TIMED_OUT, "no reply on the lane before the deadline");
+      deadline = next;
+      first = false;
     }
     auto* bytes = reinterpret_cast<kj::byte*>(into.begin());
     filled += receive(bytes + filled, into.size() * sizeof(capnp::word) - filled);

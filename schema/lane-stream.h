@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 
@@ -47,11 +48,17 @@ public:
   void write(capnp::MessageBuilder& message);
   // The whole message, or LaneError CLOSED.
 
+  using LaterDeadline =
+      std::function<std::optional<std::chrono::steady_clock::time_point>()>;
+
   kj::ArrayPtr<const capnp::word> read(std::optional<std::chrono::steady_clock::time_point>
-                                           deadline, std::chrono::microseconds spin);
+                                           deadline, std::chrono::microseconds spin,
+                                       const LaterDeadline& later = nullptr);
   // The next message, valid until the next read(). Waits until `deadline` (none: for ever);
   // first polls for up to `spin` without sleeping, when no other thread of this process is
-  // spinning already (see lane-stream.c++: why). Throws LaneError.
+  // spinning already (see lane-stream.c++: why). Once `deadline` has passed, `later` (if
+  // given) may name a new one and the wait goes on (the plugin's pdb=on pause). Throws
+  // LaneError.
 
 private:
   bool waitReadable(std::optional<std::chrono::steady_clock::time_point> deadline,

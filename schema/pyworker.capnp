@@ -98,15 +98,24 @@ interface Host {
   # An error with no request to fail (close raising, for example): nbdkit_error().
   shutdown @2 ();
   # nbdkit.shutdown(): nbdkit_shutdown().
+  breakpointWaits @3 (where :Text, file :Text, line :UInt32);
+  # pdb=on: a thread of the worker stopped at breakpoint() (`where`: "in pread", ...; file and
+  # line of the call) and waits for `tools/pyworker-debug pdb`. The plugin logs it, and
+  # timeout= does not count for this worker until as many breakpointResumed have come.
+  breakpointResumed @4 ();
+  # That breakpoint's pdb session has ended (or it never got one): the request runs on.
 }
 
 interface Worker {
   # Process-wide callbacks, in nbdkit's order. The plugin calls `load` once, first.
 
-  load @0 (script :Text, host :Host, debugWait :Bool)
+  load @0 (script :Text, host :Host, debugWait :Bool, pdb :Bool)
       -> (status :Status, info :ScriptInfo, printed :Text, exitStatus :Int32 = -1);
   # Runs the script as __main__ and checks that open, get_size and pread exist. With
   # debugWait, first waits (without the GIL) until a debugger has attached to the worker.
+  # pdb: breakpoint() and pdb.set_trace() wait for `tools/pyworker-debug pdb` (worker/
+  # pdb-session.h); with debugWait too, the worker waits for pdb instead of gdb, at the
+  # script's first line.
   # printed: what Python prints on stderr before nbdkit's "error running this script" line
   # (the traceback, or sys.exit("message")'s message), which the plugin shows first.
   # exitStatus: the script called sys.exit() while loading; nbdkit python's process exits

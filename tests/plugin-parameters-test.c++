@@ -168,6 +168,26 @@ TEST(PluginParameters, DebugWaitTakesNbdkitBooleans) {
   }
 }
 
+TEST(PluginParameters, PdbIsABooleanOffByDefault) {
+  EXPECT_FALSE(Parameters().pdb());
+  for (auto yes : {"1", "true", "YES", "on"}) {
+    Parameters p;
+    p.accept("pdb", yes);
+    EXPECT_TRUE(p.pdb()) << yes;
+    EXPECT_TRUE(p.scriptConfig().empty()) << "pdb= reached the script";
+  }
+  Parameters p;
+  p.accept("pdb", "on");
+  p.accept("pdb", "off");
+  EXPECT_FALSE(p.pdb());
+  try {
+    p.accept("pdb", "maybe");
+    FAIL();
+  } catch (const ParameterError& e) {
+    EXPECT_STREQ(e.what(), "pdb=maybe: expected a boolean (1/0, true/false, yes/no, on/off)");
+  }
+}
+
 }  // namespace
 }  // namespace pyworker
 

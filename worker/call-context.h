@@ -26,6 +26,7 @@ struct ConnectionInfo {
 
 struct CallState {
   const ConnectionInfo* connection = nullptr;  // null outside connection-scoped callbacks
+  const char* callback = nullptr;              // the script's callback running ("pread")
   int error = 0;                               // nbdkit.set_error()
   rpc::Disconnect disconnect = rpc::Disconnect::NONE;
   std::vector<std::string> errors;  // nbdkit_error() texts for the plugin (rpc::Status.errors)

@@ -93,6 +93,21 @@ void HostLink::error(const std::string& message) {
   });
 }
 
+void HostLink::breakpointWaits(const std::string& where, const std::string& file,
+                               unsigned line) {
+  onLoop([&](rpc::Host::Client& h) {
+    auto request = h.breakpointWaitsRequest();
+    request.setWhere(where);
+    request.setFile(file);
+    request.setLine(line);
+    return request.send().ignoreResult();
+  });
+}
+
+void HostLink::breakpointResumed() {
+  onLoop([&](rpc::Host::Client& h) { return h.breakpointResumedRequest().send().ignoreResult(); });
+}
+
 void HostLink::shutdown() {
   if (captured(HostCall::SHUTDOWN)) return;
   onLoop([&](rpc::Host::Client& h) { return h.shutdownRequest().send().ignoreResult(); });

@@ -72,6 +72,15 @@ public:
   // Any thread. Callers holding the GIL release it around these (they may block: briefly, or
   // while MAX_HOST_CALLS_IN_FLIGHT are unanswered; never on the loop thread).
 
+  void breakpointWaits(const std::string& where, const std::string& file, unsigned line);
+  void breakpointResumed();
+  // pdb=on (pdb-session.h): sent at once, even during a lane call (never captured): the
+  // plugin logs where the breakpoint waits, and timeout= does not count until it resumes.
+  // Not on the loop thread, which cannot send while the script holds it.
+
+  bool onLoopThread() const { return std::this_thread::get_id() == loopThread; }
+  // The thread that runs load, config and the other process-wide start-up callbacks.
+
 private:
   template <typename Send>
   void onLoop(Send&& send);

@@ -8,6 +8,7 @@
 #include "orphan-watch.h"
 #include "native-thread.h"
 #include "nbdkit-module.h"
+#include "pdb-rendezvous.h"
 #include "process-title.h"
 #include "python-executor.h"
 #include "python-ref.h"
@@ -178,6 +179,8 @@ void forgetForeignMainThread() {
 
 [[noreturn]] void finish(PythonExecutor& executor, const LaneServer* lanes,
                          PyThreadState* mainThread) {
+  // pdb=on: the waiting breakpoints' directory goes with the worker, however it ends here.
+  removePdbRendezvous();
   bool idle = executor.waitUntilIdle(std::chrono::milliseconds(500)) &&
               (!lanes || lanes->waitUntilIdle(std::chrono::milliseconds(500)));
   if (!idle) {

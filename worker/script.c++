@@ -1,6 +1,7 @@
 #include "script.h"
 
 #include "host-link.h"
+#include "pdb-session.h"
 #include "value-conversions.h"
 
 #include <cerrno>
@@ -57,7 +58,29 @@ Outcome Script::failure(const char* callback, std::string detail, int error) con
   return outcome;
 }
 
-Outcome Script::load(const std::string& path, LoadFailure& failure) {
+namespace {
+
+bool isStartUp(const char* callback) {
+  for (const char* name : {"load", "config", "config_complete", "thread_model", "get_ready"}) {
+    if (strcmp(callback, name) == 0) return true;
+  }
+  return false;
+}
+
+struct PdbSessionEnd {
+  // pdb=on: a session still open when the script's code returns ends (pdb-session.h) before
+  // anything else runs Python on this thread (formatting a traceback, say); at start-up it
+  // goes on into the next callback, up to get_ready. Without one: a thread-local test.
+  const char* callback;
+  const HostLink& host;
+  ~PdbSessionEnd() {
+    if (pdbSessionOpen()) endPdbSession(callback, host.onLoopThread() && isStartUp(callback));
+  }
+};
+
+}  // namespace
+
+Outcome Script::load(const std::string& path, LoadFailure& failure, bool firstLineInPdb) {
   scriptPath = path;
   GilScope gil;
   CallScope scope(nullptr);
@@ -87,8 +110,13 @@ Outcome Script::load(const std::string& path, LoadFailure& failure) {
     PyErr_Clear();
   }
 
-  PyRef result(PyRun_FileExFlags(file, path.c_str(), Py_file_input, globals, globals,
-                                 /* closeit */ 1, nullptr));
+  PyRef result;
+  {
+    PdbSessionEnd sessionEnd{"load", host};
+    if (firstLineInPdb) stopAtFirstLine(path);
+    result = PyRef(PyRun_FileExFlags(file, path.c_str(), Py_file_input, globals, globals,
+                                     /* closeit */ 1, nullptr));
+  }
   if (!result) {
     outcome.error = EIO;
     outcome.message = path + ": error running this script";
@@ -181,9 +209,11 @@ Outcome Script::call(const char* callback, const ConnectionInfo* connection,
                      kj::FunctionParam<void()> body) const {
   GilScope gil;
   CallScope scope(connection);
+  scope.state().callback = callback;
   Outcome outcome;
   int fallback = 0;
   try {
+    PdbSessionEnd sessionEnd{callback, host};
     body();
     if (PyErr_Occurred()) throw PythonError{};  // a body must not leave one behind
   } catch (PythonError& error) {

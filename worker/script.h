@@ -54,8 +54,10 @@ public:
     std::string printed;  // what PyErr_Print() would have shown before nbdkit's message
     int exitStatus = -1;  // sys.exit() at load: the status nbdkit python exits with
   };
-  Outcome load(const std::string& path, LoadFailure& failure);
+  Outcome load(const std::string& path, LoadFailure& failure, bool firstLineInPdb = false);
   // Runs the file as __main__ and checks API_VERSION and the required callbacks. Takes the GIL.
+  // `firstLineInPdb` (debug-wait=true with pdb=on): waits for pdb first and stops there at
+  // the script's first line.
 
   const std::string& path() const { return scriptPath; }
   int apiVersion() const { return version; }

@@ -5,6 +5,8 @@
 
 #include "call-context.h"
 #include "debugger-wait.h"
+#include "pdb-rendezvous.h"
+#include "pdb-session.h"
 #include "process-title.h"
 #include "handle-callbacks.h"
 #include "handle-server.h"
@@ -51,11 +53,16 @@ kj::Promise<void> WorkerServer::load(LoadContext context) {
   services.host.setHost(params.getHost());
   std::string path = params.getScript();
   bool debugWait = params.getDebugWait();
+  bool pdb = params.getPdb();
   struct Result { Outcome outcome; Script::LoadFailure failure; };
-  return onMainThread<Result>([this, path, debugWait]() {
-    if (debugWait) waitForDebugger();
+  return onMainThread<Result>([this, path, debugWait, pdb]() {
+    if (pdb) {
+      GilScope gil;
+      enablePdb(services.host);
+    }
+    if (debugWait && !pdb) waitForDebugger();  // with pdb: in pdb, at the first line
     Result result;
-    result.outcome = services.script.load(path, result.failure);
+    result.outcome = services.script.load(path, result.failure, debugWait && pdb);
     return result;
   }).then([this, context](Result result) mutable {
     auto results = context.getResults();
@@ -154,6 +161,11 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
         "after_fork", "chdir: " + directory + ": " + strerror(error), error);
     outcome.fill(context.getResults().initStatus());
     return kj::READY_NOW;
+  }
+  if (params.getUid() >= 0 || params.getGid() >= 0) {
+    // pdb=on: breakpoints at load made their directory as the user before; the new one
+    // could not enter it, nor remove it.
+    removePdbRendezvous();
   }
   if (auto failure = becomeUser(params.getUid(), params.getGid())) {
     services.script.failure("after_fork", *failure, EPERM).fill(context.getResults().initStatus());
