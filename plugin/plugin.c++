@@ -576,6 +576,11 @@ const char CONFIG_HELP[] =
     "                                 (default off).\n"
     "debug-wait=true                  New workers wait for a debugger.\n"
     "pdb=on                           breakpoint() waits for tools/pyworker-debug pdb.\n"
+    "sandbox=on|best-effort           Workers run under seccomp and Landlock.\n"
+    "sandbox-allow=<PATH>[:ro]        A path a sandboxed script may write (or read).\n"
+    "sandbox-net=off                  No sockets for a sandboxed script.\n"
+    "worker-user=<USER>               The user (and worker-group=<GROUP> the group)\n"
+    "                                 workers run as.\n"
     "[other arguments are passed to the script's config() function]";
 
 }  // namespace
