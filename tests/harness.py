@@ -504,6 +504,21 @@ class NbdkitTestCase(unittest.TestCase):
                         % (WORKER_NAME, self.token))
         return pids
 
+    def continue_under_gdb(self, pid):
+        """gdb attaches to `pid` (a worker waiting for a debugger, debug-wait=) and lets it
+        run; detached when the test ends."""
+        gdb = shutil.which("gdb", path=PATH)
+        self.assertIsNotNone(gdb, "gdb is missing (run tools/setup)")
+        debugger = subprocess.Popen([gdb, "-p", str(pid), "-batch", "-ex", "continue"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+
+        def stop_debugger():
+            if debugger.poll() is None:
+                debugger.kill()
+            debugger.wait(10)
+        self.addCleanup(stop_debugger)
+
     def assertNbdError(self, expected, func, *args, **kwargs):
         """func(*args) raises nbd.Error whose errno name is `expected` ('EIO', ...)."""
         with self.assertRaises(nbd.Error) as cm:

@@ -8,7 +8,6 @@ prompt) is not treated as hung unless timeout= says so.
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import unittest
@@ -39,14 +38,7 @@ def pread(h, buf, offset, flags): buf[:] = b"d" * len(buf)
         self.assertFalse(os.path.exists(server.sock))
         self.assertIsNone(server.proc.poll(), server.stderr())
 
-        debugger = subprocess.Popen([gdb, "-p", str(pid), "-batch", "-ex", "continue"],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-        def stop_debugger():
-            if debugger.poll() is None:
-                debugger.kill()
-            debugger.wait(10)
-        self.addCleanup(stop_debugger)
+        self.continue_under_gdb(pid)
         self.assertTrue(wait_until(lambda: os.path.exists(server.sock), 30), server.stderr())
         self.assertTrue(os.path.exists(marker))
         self.assertEqual(bytes(server.connect().pread(8, 0)), b"d" * 8)

@@ -42,6 +42,13 @@ def block(offset, count=512):
     return bytes([offset // 4096]) * count
 
 
+
+def rendezvous_of(worker):
+    """The directory where `worker`'s breakpoints wait (one per worker)."""
+    [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
+                                         "pyworker-pdb-%d-*" % worker))
+    return directory
+
 class Read:
     """One read in flight (libnbd's aio): the one that stops at the breakpoint. The handle is
     used from this thread only; other requests may go on it meanwhile."""
@@ -234,8 +241,7 @@ def open(readonly):
         [worker] = self.assertWorkerRunning()
         stopped = Read(server.connect(), 8192)
         self.waiting(server)
-        [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
-                                             "pyworker-pdb-%d-*" % worker))
+        directory = rendezvous_of(worker)
         st = os.stat(directory)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
         self.assertEqual(st.st_uid, os.geteuid())  # nbdkit's user
@@ -273,8 +279,7 @@ def open(readonly):
         [worker] = self.assertWorkerRunning()
         stopped = Read(server.connect(), 8192)
         self.waiting(server)
-        [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
-                                             "pyworker-pdb-%d-*" % worker))
+        directory = rendezvous_of(worker)
         self.assertEqual(os.stat(directory).st_uid, nobody)
         r = self.tool("pdb", server.pid, commands="p tripled\nc\n", as_user="nobody")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -287,8 +292,7 @@ def open(readonly):
         [worker] = self.assertWorkerRunning()
         stopped = Read(server.connect(), 8192)
         self.waiting(server)
-        [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
-                                             "pyworker-pdb-%d-*" % worker))
+        directory = rendezvous_of(worker)
         os.kill(worker, signal.SIGKILL)  # it cannot clean up: the plugin does
         self.assertTrue(stopped.finish())
         self.assertEqual(errno_name(stopped.error), "EIO")

@@ -11,10 +11,8 @@
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import unittest
 
 import harness
@@ -385,16 +383,7 @@ def pread(h, buf, offset, flags): buf[:] = b"d" * len(buf)
         pid = int(server.stderr().split("worker process ")[1].split()[0])
         self.assertEqual(status_fields(pid)["Seccomp"], ["2"])  # sandboxed before it waits
         self.assertFalse(os.path.exists(marker))
-        debugger = subprocess.Popen([shutil.which("gdb", path=harness.PATH), "-p", str(pid),
-                                     "-batch", "-ex", "continue"],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-
-        def stop_debugger():
-            if debugger.poll() is None:
-                debugger.kill()
-            debugger.wait(10)
-        self.addCleanup(stop_debugger)
+        self.continue_under_gdb(pid)
         self.assertTrue(wait_until(lambda: os.path.exists(server.sock), 30), server.stderr())
         self.assertTrue(os.path.exists(marker))
         self.assertEqual(bytes(server.connect().pread(8, 0)), b"d" * 8)
