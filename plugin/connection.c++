@@ -286,21 +286,9 @@ ScriptOutcome Connection::close() {
   return first;
 }
 
-std::optional<int32_t> Connection::fixedAnswer(rpc::Query query,
-                                               std::shared_ptr<WorkerInstance>& from) const {
+std::shared_ptr<WorkerInstance> Connection::first() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (refused_) throw *refused_;
-  const auto& first = bindings_.front().instance;
-  auto index = static_cast<size_t>(query);
-  const auto& answers = first->scriptFacts().fixedAnswers;
-  if (index >= answers.size() || answers[index] < 0 || first->isLost()) return std::nullopt;
-  from = first;
-  return answers[index];
-}
-
-WorkerInstance::ScriptFacts Connection::firstFacts() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return bindings_.front().instance->scriptFacts();
+  return bindings_.front().instance;
 }
 
 size_t Connection::handleCount() const {

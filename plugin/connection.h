@@ -98,13 +98,9 @@ public:
   // thread), then the handle's capability released there; the first failure is the outcome.
   // Nothing to close on a lost worker: no re-open for that.
 
-  std::optional<int32_t> fixedAnswer(rpc::Query query,
-                                     std::shared_ptr<WorkerInstance>& from) const;
-  // The first handle's worker's answer to `query` that runs no script code, if it has one
-  // (WorkerInstance::ScriptFacts); `from` is set to that worker, for blame.
-
-  WorkerInstance::ScriptFacts firstFacts() const;
-  // What the first handle's worker said of its script (ScriptFacts).
+  std::shared_ptr<WorkerInstance> first() const;
+  // The worker of the handle whose answers nbdkit caches: what it said of its script
+  // (WorkerInstance::scriptFacts()) spares round trips, and it is blamed for those answers.
 
   size_t handleCount() const;
   // How many handles serve the connection now (more than one: spread).

@@ -119,9 +119,10 @@ LaneOutcome laneCall(void* handle, Target target, Fill&& fill, Read&& read) {
 int query(void* handle, const char* callback, rpc::Query which, int maximum) {
   return guarded(callback, -1, [&] {
     int32_t value = 0;
-    std::shared_ptr<WorkerInstance> from;
-    if (auto fixed = connectionOf(handle).fixedAnswer(which, from)) {
-      value = *fixed;  // the script has no such callback: no round trip
+    auto from = connectionOf(handle).first();
+    int32_t fixed = from->scriptFacts().fixedAnswers[static_cast<size_t>(which)];
+    if (fixed >= 0) {
+      value = fixed;  // the script has no such callback: no round trip
     } else {
       auto answered = laneCall(
           handle, Target::FIRST, [&](rpc::LaneCall::Builder call) { call.setQuery(which); },
@@ -353,7 +354,7 @@ void pyworkerClose(void* handle) {
 const char* pyworkerExportDescription(void* handle) {
   return guarded("export_description", static_cast<const char*>(nullptr),
                  [&]() -> const char* {
-                   if (!connectionOf(handle).firstFacts().exportDescription) {
+                   if (!connectionOf(handle).first()->scriptFacts().exportDescription) {
                      return nullptr;  // the script has none: no round trip
                    }
                    std::optional<std::string> description;
@@ -384,7 +385,7 @@ int64_t pyworkerGetSize(void* handle) {
 
 int pyworkerBlockSize(void* handle, uint32_t* minimum, uint32_t* preferred, uint32_t* maximum) {
   return guarded("block_size", -1, [&] {
-    if (!connectionOf(handle).firstFacts().blockSize) {
+    if (!connectionOf(handle).first()->scriptFacts().blockSize) {
       *minimum = *preferred = *maximum = 0;  // the script has none: no round trip
       connectionOf(handle).rememberBlockSize(0, 0, 0);
       return 0;

@@ -118,6 +118,17 @@ class SpreadTest(NbdkitTestCase):
         self.assertEqual(len(other), 1, events)
         self.assertTrue(wait_until(lambda: [other[0], "close"] in self.journal(), 10))
 
+    def test_an_open_that_fails_on_another_worker_keeps_one_worker(self):
+        server = self.serve("workers=2", "spread=on", "open_fails=1", "slow=0.05")
+        h = server.connect()
+        answered = set().union(*self.concurrent_reads(h))
+        self.assertEqual(len(answered), 1, answered)
+        self.assertRegex(server.stderr(),
+                         r"(?s)pyworker: connection \(export \"\"\) is not spread, it stays "
+                         r"on worker process %d: on worker process \d+, open failed: .*"
+                         r"RuntimeError: open fails here" % answered.pop())
+        self.assertEqual(bytes(h.pread(512, 0))[16:], bytes(range(16, 256)) + bytes(range(256)))
+
     def test_spread_with_one_worker_is_harmless(self):
         server = self.serve("workers=1", "spread=on", args=["-v"])
         h = server.connect()

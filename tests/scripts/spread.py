@@ -5,7 +5,7 @@
 # "PID EVENT" lines (open, flush, close). Knobs: multi_conn=0 makes can_multi_conn False;
 # disagree=1 makes every worker but the first to open answer get_size with twice the size;
 # slow=SECONDS makes every read take that long (so that requests overlap); flush_fails=1 makes
-# flush raise in every worker but the first to open.
+# flush, open_fails=1 open, raise in every worker but the first to open.
 import builtins
 import os
 import time
@@ -17,18 +17,21 @@ path = None
 multi_conn = True
 disagree = False
 flush_fails = False
+open_fails = False
 slow = 0.0
 TAG = 16
 
 
 def config(key, value):
-    global path, multi_conn, disagree, slow, flush_fails
+    global path, multi_conn, disagree, slow, flush_fails, open_fails
     if key == "file":
         path = value
     elif key == "multi_conn":
         multi_conn = value == "1"
     elif key == "disagree":
         disagree = value == "1"
+    elif key == "open_fails":
+        open_fails = value == "1"
     elif key == "flush_fails":
         flush_fails = value == "1"
     elif key == "slow":
@@ -54,7 +57,8 @@ def open(readonly):
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
     except FileExistsError:
-        pass
+        if open_fails and not first_to_open():
+            raise RuntimeError("open fails here")
     return os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
 
 
