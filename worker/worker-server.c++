@@ -38,14 +38,16 @@ kj::Promise<T> WorkerServer::onMainThread(kj::Function<T()> job) {
   return kj::mv(KJ_ASSERT_NONNULL(result));
 }
 
-kj::Promise<Outcome> WorkerServer::callOptional(const char* callback) {
-  return onMainThread<Outcome>([this, callback]() {
-    return services.script.call(callback, nullptr, [&]() {
-      if (PyRef fn = services.script.lookup(callback)) {
-        checked(PyObject_CallNoArgs(fn.get()));
-      }
-    });
+Outcome WorkerServer::runOptional(const char* callback) {
+  return services.script.call(callback, nullptr, [&]() {
+    if (PyRef fn = services.script.lookup(callback)) {
+      checked(PyObject_CallNoArgs(fn.get()));
+    }
   });
+}
+
+kj::Promise<Outcome> WorkerServer::callOptional(const char* callback) {
+  return onMainThread<Outcome>([this, callback]() { return runOptional(callback); });
 }
 
 kj::Promise<void> WorkerServer::load(LoadContext context) {
@@ -178,21 +180,21 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
     bool preconnect, listExports, defaultExport, blockSize, exportDescription;
     std::vector<int32_t> fixedAnswers;
   };
-  return callOptional("after_fork").then([this](Outcome outcome) {
-    return onMainThread<Result>([this, outcome = kj::mv(outcome)]() mutable {
-      GilScope gil;
-      Result result{kj::mv(outcome), services.script.defined("preconnect"),
-                    services.script.defined("list_exports"),
-                    services.script.defined("default_export"),
-                    services.script.defined("block_size"),
-                    services.script.defined("export_description"), {}};
-      HandleCallbacks callbacks(services.script, services.host);
-      for (auto query : capnp::Schema::from<rpc::Query>().getEnumerants()) {
-        auto which = static_cast<rpc::Query>(query.getOrdinal());
-        result.fixedAnswers.push_back(callbacks.answerWithoutScript(which).value_or(-1));
-      }
-      return result;
-    });
+  return onMainThread<Result>([this]() {
+    Outcome outcome = runOptional("after_fork");
+    // What the script has once it serves, in the same trip: see Worker.afterFork.
+    GilScope gil;
+    Result result{kj::mv(outcome), services.script.defined("preconnect"),
+                  services.script.defined("list_exports"),
+                  services.script.defined("default_export"),
+                  services.script.defined("block_size"),
+                  services.script.defined("export_description"), {}};
+    HandleCallbacks callbacks(services.script, services.host);
+    for (auto query : capnp::Schema::from<rpc::Query>().getEnumerants()) {
+      auto which = static_cast<rpc::Query>(query.getOrdinal());
+      result.fixedAnswers.push_back(callbacks.answerWithoutScript(which).value_or(-1));
+    }
+    return result;
   }).then([context](Result result) mutable {
     auto results = context.getResults();
     result.outcome.fill(results.initStatus());

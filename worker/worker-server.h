@@ -33,6 +33,8 @@ private:
   // The process-wide callbacks (load ... after_fork, cleanup, dump_plugin) run here, the
   // connections' ones on the pool.
 
+  Outcome runOptional(const char* callback);
+  // On the main thread: runs a no-argument, no-result callback if the script defines it.
   kj::Promise<Outcome> callOptional(const char* callback);
   // Runs a no-argument, no-result callback if the script defines it.
 
