@@ -35,11 +35,15 @@ unsigned parseCount(const std::string& key, const std::string& value) {
 }
 
 std::optional<unsigned long> parseId(const std::string& text) {
+  // A user or group number: 4294967295 is (uid_t)-1, which set*id() takes as "unchanged", and
+  // anything larger would wrap (4294967296 to root).
   if (text.empty() || text.size() > 10) return std::nullopt;
   for (char c : text) {
     if (c < '0' || c > '9') return std::nullopt;
   }
-  return std::stoul(text);
+  unsigned long id = std::stoul(text);
+  if (id >= 0xFFFFFFFFul) return std::nullopt;
+  return id;
 }
 
 struct UserEntry {
@@ -261,6 +265,11 @@ void Parameters::checkComplete() const {
       throw ParameterError(std::string("sandbox-net=") + (*sandboxNet_ ? "on" : "off") +
                            ": needs sandbox=on (or sandbox=best-effort)");
     }
+  }
+  if (pdb_ && sandbox_ != SandboxMode::OFF && !sandboxNet()) {
+    // The tool reaches a waiting breakpoint over a Unix socket: a socket of the worker's own.
+    throw ParameterError("pdb=on: tools/pyworker-debug pdb connects over a socket, which "
+                         "sandbox-net=off refuses");
   }
   const auto& who = workerIdentity_;
   if (geteuid() != 0 && ((who.uid && *who.uid != geteuid()) ||

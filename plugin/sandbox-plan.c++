@@ -79,6 +79,10 @@ SandboxPlan planSandbox(const Parameters& parameters, const KernelSupport& kerne
     if (!kernel.seccomp) missing.push_back("sandbox-net=off: it needs the system-call filter");
     plan.workerArguments.push_back("--sandbox-no-network");
   }
+  if (parameters.pdb()) {
+    // The breakpoints' directory is made before the sandbox, and may be written in it.
+    plan.workerArguments.push_back("--sandbox-pdb");
+  }
   if (strict && !missing.empty()) {
     std::string text = "sandbox=on: " + missing.front();
     for (size_t i = 1; i < missing.size(); ++i) text += "; " + missing[i];

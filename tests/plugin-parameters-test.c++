@@ -348,6 +348,16 @@ TEST(PluginParameters, WorkerUserAndGroup) {
             "worker-user=nosuch: no such user");
   EXPECT_EQ(errorOf([&] { q.accept("worker-group", "nosuch"); }),
             "worker-group=nosuch: no such group");
+  // Numbers that set*id() would not take as that user: -1 ("unchanged") and past 32 bits
+  // (4294967296 would wrap to root).
+  for (const char* id : {"4294967295", "4294967296", "9999999999"}) {
+    EXPECT_EQ(errorOf([&] { q.accept("worker-user", id); }),
+              std::string("worker-user=") + id + ": no such user");
+    EXPECT_EQ(errorOf([&] { q.accept("worker-group", id); }),
+              std::string("worker-group=") + id + ": no such group");
+  }
+  q.accept("worker-user", "4294967294");  // the largest a kernel takes
+  EXPECT_EQ(*q.workerIdentity().uid, 4294967294u);
 }
 
 SandboxPlan planFor(std::initializer_list<std::pair<const char*, const char*>> keys,

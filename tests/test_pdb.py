@@ -42,7 +42,6 @@ def block(offset, count=512):
     return bytes([offset // 4096]) * count
 
 
-
 def rendezvous_of(worker):
     """The directory where `worker`'s breakpoints wait (one per worker)."""
     [directory] = glob.glob(os.path.join(os.environ.get("TMPDIR") or "/tmp",
@@ -336,6 +335,19 @@ def config(key, value):
                         server.stderr())
         self.assertEqual(bytes(server.connect().pread(512, 4096)), block(4096))
 
+    @unittest.skipUnless(os.geteuid() == 0, "sandbox=on's tests run as root")
+    def test_a_sandboxed_worker_waits_and_is_attached(self):
+        # sandbox=on: the breakpoints' directory is made before Landlock applies, and the
+        # filter leaves the Unix socket alone.
+        server = self.serve("sandbox=on")
+        stopped = Read(server.connect(), 8192)
+        self.waiting(server)
+        r = self.tool("pdb", server.pid, commands="p tripled\nc\n")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("(Pdb) 24576\n", r.stdout)
+        self.assertTrue(stopped.finish(), "'c' did not let the read go on")
+        self.assertEqual(stopped.data, block(8192))
+
 
 class PdbOffTest(NbdkitTestCase):
     """pdb=off (the default): breakpoint() as in-process, where pdb finds no terminal."""
@@ -350,6 +362,14 @@ class PdbOffTest(NbdkitTestCase):
                 self.assertIn("bdb.BdbQuit", server.stderr())
                 self.assertEqual(bytes(h.pread(512, 4096)), block(4096))
                 self.assertNotIn("waits at a breakpoint", server.stderr())
+
+    def test_sandbox_net_off_is_refused_with_pdb(self):
+        script = self.script("pdb.py", text=SCRIPT % "pass")
+        r = self.run_nbdkit("-f", "-U", os.path.join(self.tmp, "s"), script=script,
+                            params=["pdb=on", "sandbox=on", "sandbox-net=off"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("pdb=on: tools/pyworker-debug pdb connects over a socket, which "
+                      "sandbox-net=off refuses", r.stderr)
 
     def test_bad_value(self):
         script = self.script("pdb.py", text=SCRIPT % "pass")

@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -253,7 +254,17 @@ int run(const Arguments& arguments) {
   // sandbox=: with the interpreter up (its import path known) and before the first thread
   // (Landlock restricts the calling thread and what it starts later) and the script's first
   // line (the plugin's load request comes later).
-  applySandbox(arguments.sandbox);
+  SandboxRequest sandbox = arguments.sandbox;
+  if (sandbox.any() && sandbox.pdb) {
+    // pdb=on: Landlock admits no new directory in $TMPDIR once it applies; breakpoints wait in
+    // this one (removed at exit as any).
+    try {
+      sandbox.writePaths.push_back(pdbRendezvous());
+    } catch (const std::runtime_error& e) {
+      fprintf(stderr, "nbdkit-pyworker-worker: pdb=on: %s\n", e.what());
+    }
+  }
+  applySandbox(sandbox);
   startOrphanWatch(arguments.serveFd, ORPHAN_GRACE);
   // From now on Python runs on this thread only inside the config-phase calls (worker-server:
   // onMainThread), otherwise on pool and lane threads.

@@ -205,6 +205,8 @@ bool parseSandboxArgument(std::string_view argument, SandboxRequest& request, bo
   };
   if (argument == "--sandbox-seccomp") {
     request.seccomp = request.enabled = true;
+  } else if (argument == "--sandbox-pdb") {
+    request.pdb = true;
   } else if (argument == "--sandbox-no-network") {
     request.network = false;
   } else if (auto v = value("--sandbox-landlock=")) {
@@ -216,11 +218,11 @@ bool parseSandboxArgument(std::string_view argument, SandboxRequest& request, bo
   } else if (auto v = value("--sandbox-write=")) {
     if (v->empty() || (*v)[0] != '/') valid = false; else request.writePaths.push_back(*v);
   } else if (auto v = value("--user=")) {
-    auto id = number(*v);
-    if (!id) valid = false; else request.uid = static_cast<uid_t>(*id);
+    auto id = number(*v);  // (uid_t)-1 means "unchanged" to setresuid(), more would wrap
+    if (!id || *id >= 0xFFFFFFFFul) valid = false; else request.uid = static_cast<uid_t>(*id);
   } else if (auto v = value("--group=")) {
     auto id = number(*v);
-    if (!id) valid = false; else request.gid = static_cast<gid_t>(*id);
+    if (!id || *id >= 0xFFFFFFFFul) valid = false; else request.gid = static_cast<gid_t>(*id);
   } else {
     return false;
   }

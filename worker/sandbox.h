@@ -21,6 +21,7 @@ struct SandboxRequest {
   bool network = true;       // --sandbox-no-network: no sockets of its own
   std::vector<std::string> readPaths;   // --sandbox-read=PATH (the script's directory, :ro)
   std::vector<std::string> writePaths;  // --sandbox-write=PATH
+  bool pdb = false;  // --sandbox-pdb: pdb=on, whose rendezvous (pdb-rendezvous.h) is writable
   bool any() const { return enabled || seccomp || landlockAbi > 0; }
 };
 
