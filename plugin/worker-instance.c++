@@ -175,7 +175,8 @@ void WorkerInstance::laneCall(kj::FunctionParam<void(rpc::LaneCall::Builder)> bu
   int64_t limit = callLimitMilliseconds_.load();
   std::optional<std::chrono::steady_clock::time_point> deadline;
   if (limit != 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(limit);
-  auto later = [&]() { return pause_.laterDeadline(std::chrono::milliseconds(limit)); };
+  LaneStream::LaterDeadline later;  // pdb=on's pause: only a call with a deadline needs it
+  if (deadline) later = [&]() { return pause_.laterDeadline(std::chrono::milliseconds(limit)); };
   try {
     lanes_.call(build, read, deadline, later);
   } catch (const LaneError& e) {
