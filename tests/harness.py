@@ -109,6 +109,30 @@ def pid_alive(pid):
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def stop_process(pid, timeout=10):
+    """SIGSTOP `pid` and wait until every thread of it has stopped. The signal is only queued
+    by kill(): until a thread of the process runs and takes it, the others go on (on a loaded
+    machine a worker's lane thread answered a request after kill() had returned)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_threads_stopped():
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except FileNotFoundError:
+            return True  # gone: nothing of it runs
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                    stat = f.read()
+            except FileNotFoundError:
+                continue
+            if stat[stat.rindex(")") + 2] not in "Tt":
+                return False
+        return True
+    if not wait_until(all_threads_stopped, timeout, interval=0.01):
+        raise AssertionError("process %d did not stop within %s s of SIGSTOP" % (pid, timeout))
+
+
 def leads_its_process_group(pid):
     """Workers are spawned as process group leaders; what a script forks from a worker has the
     same executable and title but leads no group (tools/pyworker-debug tells them apart so)."""

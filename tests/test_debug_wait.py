@@ -13,7 +13,7 @@ import time
 import unittest
 
 import harness
-from harness import NbdkitTestCase, wait_until
+from harness import NbdkitTestCase, stop_process, wait_until
 
 
 class DebugWaitTest(NbdkitTestCase):
@@ -52,14 +52,20 @@ class StoppedWorkerTest(NbdkitTestCase):
         h = server.connect()
         first = bytes(h.pread(512, 0))
         pid = int(first.rstrip(b"\0").split(b";pid=")[1])
-        os.kill(pid, signal.SIGSTOP)
         try:
+            stop_process(pid)
             result = []
-            reader = threading.Thread(target=lambda: result.append(bytes(h.pread(512, 0))),
-                                      daemon=True)
+
+            def read():
+                try:
+                    result.append(bytes(h.pread(512, 0)))
+                except Exception as error:  # noqa: BLE001 -- the failure is what the test reports
+                    result.append(error)
+            reader = threading.Thread(target=read, daemon=True)
             reader.start()
             reader.join(3)
-            self.assertTrue(reader.is_alive(), "a read completed on a stopped worker?")
+            self.assertTrue(reader.is_alive(), "a read ended on a stopped worker: %r\n%s"
+                            % (result, server.stderr()))
         finally:
             os.kill(pid, signal.SIGCONT)
         reader.join(30)

@@ -10,7 +10,7 @@ import time
 import unittest
 
 import harness
-from harness import NbdkitTestCase, pid_alive, wait_until, worker_pids
+from harness import NbdkitTestCase, pid_alive, stop_process, wait_until, worker_pids
 
 READ_ONE_SECTOR = "h.pread(512, 0)"
 
@@ -40,7 +40,7 @@ class WorkerLifetimeTest(NbdkitTestCase):
     def test_a_stopped_worker_holds_up_only_its_own_connections(self):
         server = self.start(self.script("workers-state.py"), "workers=2")
         stopped = sorted(self.assertWorkerRunning())[0]
-        os.kill(stopped, signal.SIGSTOP)
+        stop_process(stopped)
         self.addCleanup(lambda: pid_alive(stopped) and os.kill(stopped, signal.SIGCONT))
         clients = []
         for _ in range(4):  # one after the other, as clients come
