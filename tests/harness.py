@@ -71,6 +71,14 @@ if os.environ.get("PYWORKER_NBDKIT_PRELOAD"):
 SANITIZER_REPORTS = os.environ.get("PYWORKER_SANITIZER_REPORTS")
 NO_RLIMIT_AS = "memory= (RLIMIT_AS) cannot work under AddressSanitizer: its shadow memory " \
                "alone takes terabytes of address space"
+# How much slower than a quiet machine to allow for (tools/test exports its multiplier; a
+# sanitized build runs about twice as slow). Timing bounds in the tests go through scaled().
+SLOW = float(os.environ.get("PYWORKER_TIMEOUT_MULTIPLIER") or (2 if SANITIZE else 1))
+
+
+def scaled(seconds):
+    return seconds * SLOW
+
 
 REQUIRED_TOOLS = ["nbdkit", "nbdinfo", "nbdcopy", "nbdsh", "qemu-img"]
 

@@ -257,10 +257,11 @@ class BasicTest(NbdkitTestCase):
 
     def test_parallel_model_overlaps_requests(self):
         # 8 reads of 0.5 s each, on 4 connections: PARALLEL (as in-process, the sleeps
-        # release the GIL) takes about 0.5 s; SERIALIZE_ALL_REQUESTS about 4 s.
+        # release the GIL) takes about 0.5 s; SERIALIZE_ALL_REQUESTS about 4 s. The bound,
+        # 70% of serialised, leaves a loaded machine room and still needs overlap.
         server = self.start(self.script("test-slow.py"), "model=parallel")
         elapsed = harness.timed_parallel_reads(server, 4, 2)
-        self.assertLess(elapsed, 2.0, "PARALLEL requests did not overlap")
+        self.assertLess(elapsed, 0.7 * 8 * 0.5, "PARALLEL requests did not overlap")
         serial = self.start(self.script("test-slow.py"), "model=serialize_all_requests",
                             "delay=0.25")
         elapsed = harness.timed_parallel_reads(serial, 4, 2)

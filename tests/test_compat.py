@@ -136,18 +136,19 @@ class ExportNameTest(NbdkitTestCase):
 
 class ThreadModelTest(NbdkitTestCase):
     """thread_model() is honoured: a script whose reads sleep 1 s serves 8 concurrent reads
-    in well under 8 s under PARALLEL and SERIALIZE_REQUESTS, not under SERIALIZE_ALL."""
+    in well under 8 s under PARALLEL and SERIALIZE_REQUESTS, not under SERIALIZE_ALL. The
+    bound, 70% of serialised, leaves a loaded machine room and still needs overlap."""
 
     def test_parallel_serves_8_reads_of_one_connection_at_once(self):
         server = self.start(self.script("test-slow.py"), "model=parallel", "delay=1")
         elapsed = harness.timed_parallel_reads(server, 1, 8)
-        self.assertLess(elapsed, 3.0, "8 PARALLEL reads of 1 s took %.1f s" % elapsed)
+        self.assertLess(elapsed, 0.7 * 8, "8 PARALLEL reads of 1 s took %.1f s" % elapsed)
 
     def test_serialize_requests_serves_8_connections_at_once(self):
         server = self.start(self.script("test-slow.py"), "model=serialize_requests",
                             "delay=1")
         elapsed = harness.timed_parallel_reads(server, 8, 1)
-        self.assertLess(elapsed, 3.0, "8 SERIALIZE_REQUESTS reads took %.1f s" % elapsed)
+        self.assertLess(elapsed, 0.7 * 8, "8 SERIALIZE_REQUESTS reads took %.1f s" % elapsed)
         # ... but one connection's requests still queue
         elapsed = harness.timed_parallel_reads(server, 1, 3)
         self.assertGreaterEqual(elapsed, 2.9, "one connection's requests overlapped")

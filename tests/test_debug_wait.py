@@ -29,17 +29,19 @@ def open(readonly): return 1
 def get_size(h): return 4096
 def pread(h, buf, offset, flags): buf[:] = b"d" * len(buf)
 """ % marker)
-        server = self.start(script, "debug-wait=1", "timeout=0.5", wait=False)
+        server = self.start(script, "debug-wait=1", "timeout=1", wait=False)
         self.assertTrue(wait_until(lambda: "waits for a debugger" in server.stderr(), 15),
                         server.stderr())
         pid = int(server.stderr().split("worker process ")[1].split()[0])
-        time.sleep(2)  # four times timeout=: nothing may give up on the waiting worker
+        # Three times timeout=: nothing may give up on the waiting worker. (1 s, not less:
+        # timeout= also limits open(), under gdb, on a loaded machine.)
+        time.sleep(3)
         self.assertFalse(os.path.exists(marker), "the script ran before a debugger attached")
         self.assertFalse(os.path.exists(server.sock))
         self.assertIsNone(server.proc.poll(), server.stderr())
 
         self.continue_under_gdb(pid)
-        self.assertTrue(wait_until(lambda: os.path.exists(server.sock), 30), server.stderr())
+        self.assertTrue(wait_until(lambda: harness.listening(server.sock), 30), server.stderr())
         self.assertTrue(os.path.exists(marker))
         self.assertEqual(bytes(server.connect().pread(8, 0)), b"d" * 8)
 

@@ -14,7 +14,9 @@ import run as differential  # noqa: E402
 
 
 def leftover_workers():
-    """Workers still running a differential variant's script (their LABEL is its path)."""
+    """Workers still running a variant's script of this process's run (their LABEL is its
+    path)."""
+    prefix = differential.run_prefix().encode()
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -24,7 +26,7 @@ def leftover_workers():
                 cmdline = f.read()
         except OSError:
             continue
-        if harness.WORKER_NAME.encode() in cmdline and b"pyworker-diff-" in cmdline:
+        if harness.WORKER_NAME.encode() in cmdline and prefix in cmdline:
             found.append(int(pid))
     return found
 

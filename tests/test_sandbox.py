@@ -388,7 +388,7 @@ def pread(h, buf, offset, flags): buf[:] = b"d" * len(buf)
         self.assertEqual(status_fields(pid)["Seccomp"], ["2"])  # sandboxed before it waits
         self.assertFalse(os.path.exists(marker))
         self.continue_under_gdb(pid)
-        self.assertTrue(wait_until(lambda: os.path.exists(server.sock), 30), server.stderr())
+        self.assertTrue(wait_until(lambda: harness.listening(server.sock), 30), server.stderr())
         self.assertTrue(os.path.exists(marker))
         self.assertEqual(bytes(server.connect().pread(8, 0)), b"d" * 8)
 

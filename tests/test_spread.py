@@ -156,7 +156,8 @@ class SpreadTest(NbdkitTestCase):
         victim = (workers - {first}).pop()
         buffers = [nbd.Buffer(4096) for _ in range(16)]
         cookies = [h.aio_pread(buf, i * 4096) for i, buf in enumerate(buffers)]
-        time.sleep(0.02)
+        # Long enough for the reads to reach both workers, well inside their slow=0.5.
+        time.sleep(0.1)
         os.kill(victim, signal.SIGKILL)
         self.assertTrue(wait_until(lambda: not pid_alive(victim), 5))
         outcomes = []
@@ -170,7 +171,7 @@ class SpreadTest(NbdkitTestCase):
         return victim, outcomes
 
     def test_a_killed_worker_ends_a_spread_connection_without_recover(self):
-        server = self.serve("workers=2", "spread=on", "slow=0.1")
+        server = self.serve("workers=2", "spread=on", "slow=0.5")
         h = server.connect()
         victim, outcomes = self.kill_one_under_load(server, h)
         self.assertTrue(any(isinstance(o, nbd.Error) for o in outcomes), outcomes)
@@ -181,7 +182,7 @@ class SpreadTest(NbdkitTestCase):
         self.assertEqual(len(served_by(server.connect().pread(512, 0))), 1)
 
     def test_a_killed_worker_is_invisible_with_recover_reopen(self):
-        server = self.serve("workers=2", "spread=on", "slow=0.1", "recover=reopen")
+        server = self.serve("workers=2", "spread=on", "slow=0.5", "recover=reopen")
         h = server.connect()
         victim, outcomes = self.kill_one_under_load(server, h)
         errors = [o for o in outcomes if isinstance(o, nbd.Error)]

@@ -15,6 +15,7 @@
 
 import argparse
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -39,7 +40,15 @@ nbd = harness.nbd
 PLUGINS = ("python", "pyworker")
 LIFETIME = 30      # seconds any one nbdkit may live (a watchdog kills it)
 STARTUP = 20       # seconds for nbdkit to listen or exit
-SETTLE = 0.15      # after the client has gone: close() runs on nbdkit's side before SIGTERM
+# After the client has gone: close() runs on nbdkit's side before SIGTERM (longer on a slow
+# machine: harness.scaled).
+SETTLE = harness.scaled(0.5)
+
+
+def run_prefix():
+    """The temp directories' prefix for a run from this process: a test can tell its own
+    run's workers (their LABEL is the script's path) from another run's."""
+    return "pyworker-diff-%d-" % os.getpid()
 
 
 def digest(value):
@@ -202,8 +211,8 @@ def serve(plugin, variant, directory):
     return {"status": status, "client": client, "log": log}
 
 
-def run_variant(variant, keep=None):
-    directory = tempfile.mkdtemp(prefix="pyworker-diff-")
+def run_variant(variant, prefix, keep=None):
+    directory = tempfile.mkdtemp(prefix=prefix)
     try:
         results = {p: serve(p, variant, directory) for p in PLUGINS}
     finally:
@@ -274,7 +283,8 @@ def main(argv=None, out=sys.stdout):
     started = time.monotonic()
     agree, expected, unexpected = [], {}, []
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for name, differs, results in pool.map(run_variant, chosen, chunksize=1):
+        run = functools.partial(run_variant, prefix=run_prefix())
+        for name, differs, results in pool.map(run, chosen, chunksize=1):
             if not differs:
                 agree.append(name)
                 continue

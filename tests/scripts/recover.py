@@ -3,7 +3,8 @@
 # disk: "<file>.size" overrides get_size, "<file>.refuse-open" makes open() raise. The last
 # sector reads back what the connection was opened with and by whom:
 # "export=NAME;readonly=R;tls=T;pid=PID". Reads at CRASH_OFFSET kill the worker every time,
-# reads at SLOW_OFFSET take 30 s, and every read waits while "<file>.hold" exists.
+# reads at SLOW_OFFSET take 30 s, and every read waits while "<file>.hold" exists (having
+# added its offset to "<file>.held").
 import builtins
 import ctypes
 import os
@@ -56,6 +57,9 @@ def pread(h, buf, offset, flags):
         ctypes.string_at(0)
     if offset == SLOW_OFFSET:
         time.sleep(30)
+    if os.path.exists(path + ".hold"):
+        with builtins.open(path + ".held", "a") as f:
+            f.write("%d\n" % offset)
     while os.path.exists(path + ".hold"):
         time.sleep(0.01)
     size = os.fstat(h["fd"]).st_size
