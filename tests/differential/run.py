@@ -41,8 +41,8 @@ PLUGINS = ("python", "pyworker")
 LIFETIME = 30      # seconds any one nbdkit may live (a watchdog kills it)
 STARTUP = 20       # seconds for nbdkit to listen or exit
 # After the client has gone: close() runs on nbdkit's side before SIGTERM (longer on a slow
-# machine: harness.scaled).
-SETTLE = harness.scaled(0.5)
+# machine: harness.scaled). Paid once per variant and server (over a thousand times a run).
+SETTLE = harness.scaled(0.15)
 
 
 def run_prefix():
