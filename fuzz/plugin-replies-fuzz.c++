@@ -108,14 +108,6 @@ void handle(Kind kind, capnp::MessageReader& message) {
     if (outcome.report()) checkText(name, "default export name");
     break;
   }
-  case Kind::OPEN: {
-    // No capability table outside an RPC connection: the handle reads as a broken capability.
-    auto reply = message.getRoot<rpc::Worker::OpenResults>();
-    auto outcome = ScriptOutcome::from(reply.getStatus());
-    if (outcome.error == 0) rpc::Handle::Client handle = reply.getHandle();
-    outcome.report();
-    break;
-  }
   default:
     break;  // the lane replies: handleLaneReply()
   case Kind::KIND_COUNT:
@@ -130,6 +122,12 @@ void handleLaneReply(Kind kind, uint32_t parameter, rpc::LaneReply::Reader reply
   case Kind::LANE_STATUS:
     ScriptOutcome::from(reply.getStatus()).report();
     break;
+  case Kind::OPEN: {
+    auto outcome = ScriptOutcome::from(reply.getStatus());  // handle-opening.c++
+    if (outcome.error == 0) (void)reply.getHandleId();
+    outcome.report();
+    break;
+  }
   case Kind::GET_SIZE: {
     auto outcome = ScriptOutcome::from(reply.getStatus());
     int64_t size = reply.getSize();

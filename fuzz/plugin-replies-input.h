@@ -4,7 +4,7 @@
 //   bytes 1..4   the request's parameter, little-endian: what pread asked for (PREAD: 1 + it
 //                modulo 32 KiB - 1; PREAD_SHARED: 32 KiB + it modulo the rest up to 64 MiB),
 //                a query's maximum answer (1 + it modulo 2: booleans, FUA/cache modes)
-//   the rest     for the RPC replies (LOAD ... OPEN): one Cap'n Proto message in the standard
+//   the rest     for the RPC replies (LOAD ... DEFAULT_EXPORT): one Cap'n Proto message in the standard
 //                framing whose root is that reply's results struct, as the plugin finds it in
 //                a Return's payload; for the lane replies (LANE_STATUS ... EXTENTS): the bytes
 //                a worker writes on a lane, read through the plugin's LaneStream (framing and
@@ -25,8 +25,9 @@ enum class Kind : uint8_t {
   DUMP_PLUGIN,
   LIST_EXPORTS,
   DEFAULT_EXPORT,
-  OPEN,
-  LANE_STATUS,  // pwrite, flush, trim, zero, cache: a LaneReply's Status (and Host calls)
+  LANE_STATUS,  // pwrite, flush, trim, zero, cache, close: a LaneReply's Status (and Host
+                // calls)
+  OPEN,         // a LaneReply's Status and handle id
   GET_SIZE,
   BLOCK_SIZE,
   EXPORT_DESCRIPTION,

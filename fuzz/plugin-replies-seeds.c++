@@ -90,8 +90,11 @@ void writeAll() {
     r.initStatus();
     r.setName("the default");
   });
-  seed<Worker::OpenResults>("open-failed", Kind::OPEN, 0,
-                            [](auto r) { failed(r.initStatus()); });
+  seed<LaneReply>("open-failed", Kind::OPEN, 0, [](auto r) { failed(r.initStatus()); });
+  seed<LaneReply>("open", Kind::OPEN, 0, [](auto r) {
+    r.initStatus();
+    r.setHandleId(7);
+  });
   seed<LaneReply>("lane-status-ok", Kind::LANE_STATUS, 0, [](auto r) { r.initStatus(); });
   seed<LaneReply>("lane-status-host-calls", Kind::LANE_STATUS, 0, [](auto r) {
     r.initStatus();

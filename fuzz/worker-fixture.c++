@@ -1,5 +1,6 @@
 #include "worker-fixture.h"
 
+#include <capnp/serialize.h>
 #include <kj/debug.h>
 
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "lane-offers.h"
+#include "lane-stream.h"
 #include "nbdkit-module.h"
 #include "python-ref.h"
 #include "rpc-limits.h"
@@ -72,12 +74,6 @@ PythonRuntime::PythonRuntime() {
   PyEval_SaveThread();
 }
 
-void WorkerFixture::CloseErrors::taskFailed(kj::Exception&& exception) {
-  // close() jobs report script errors themselves: this is a worker fault.
-  fprintf(stderr, "worker fixture: close failed: %s\n", exception.getDescription().cStr());
-  abort();
-}
-
 WorkerFixture& WorkerFixture::get() {
   // Never destroyed, as the worker's own loop and interpreter are not: at exit it would tear
   // the event loop down under the calls capnp keeps running as daemon tasks once their
@@ -90,13 +86,12 @@ WorkerFixture::WorkerFixture()
     : io_(kj::setupAsyncIo()),
       host_(kj::getCurrentThreadExecutor()),
       script_(host_),
-      closes_(closeErrors_),
       sharedMemory_(SHARED_MEMORY_BYTES),
       worker_(nullptr),
       exposed_(nullptr) {
   setNbdkitModuleHost(&host_);
   SharedData shared{sharedMemory_.data(), sharedMemory_.size()};
-  auto server = kj::heap<WorkerServer>(Services{script_, executor_, host_, closes_, handles_});
+  auto server = kj::heap<WorkerServer>(Services{script_, executor_, host_, handles_});
   WorkerServer& real = *server;
   worker_ = kj::mv(server);
   exposed_ = capnp::Capability::Client(kj::heap<ProcessCallsGate>(real)).castAs<rpc::Worker>();
@@ -114,17 +109,33 @@ WorkerFixture::WorkerFixture()
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds));
   laneOffers_ = kj::AutoCloseFd(fds[0]);
   lanes_.emplace(kj::AutoCloseFd(fds[1]), script_, host_, handles_, shared);
-  auto open = worker_.openRequest();
-  auto context = open.initContext();
+  openHandleId_ = openOnALane();
+}
+
+uint64_t WorkerFixture::openOnALane() {
+  // As the plugin opens a connection (plugin/handle-opening.c++).
+  LaneStream lane(newLane());
+  capnp::MallocMessageBuilder message;
+  auto call = message.initRoot<rpc::LaneCall>();
+  call.setOpen();
+  auto context = call.initContext();
   context.setExportName(kj::StringPtr("lanes").asBytes());
   context.setHasExportName(true);
-  auto opened = open.send().wait(io_.waitScope);
-  if (opened.getStatus().getErrno() != 0) {
-    fprintf(stderr, "worker fixture: open: %s\n", opened.getStatus().getMessage().cStr());
+  lane.write(message);
+  auto words = lane.read(std::nullopt, std::chrono::microseconds(0));
+  capnp::FlatArrayMessageReader reader(words, rpcReaderOptions());
+  auto reply = reader.getRoot<rpc::LaneReply>();
+  if (reply.getStatus().getErrno() != 0) {
+    fprintf(stderr, "worker fixture: open: %s\n", reply.getStatus().getMessage().cStr());
     abort();
   }
-  openHandle_ = opened.getHandle();
-  openHandleId_ = opened.getHandleId();
+  return reply.getHandleId();
+}
+
+void WorkerFixture::keepHandleOpen() {
+  // A lane input may have closed it (a close call naming it): open another. Its id is new,
+  // so the seeds name a handle that is gone until a mutation finds the new one.
+  if (!handles_.find(openHandleId_)) openHandleId_ = openOnALane();
 }
 
 kj::AutoCloseFd WorkerFixture::newLane() { return offerNewLane(laneOffers_.get()); }
@@ -158,7 +169,7 @@ void WorkerFixture::serve(kj::AsyncIoStream& stream) {
     connection->onDisconnect().wait(io_.waitScope);
     settle();
   }
-  settle();  // the close() jobs of the handles the connection held
+  settle();
 }
 
 }  // namespace pyworker::fuzz

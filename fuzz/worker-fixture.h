@@ -1,9 +1,9 @@
 #pragma once
 // The worker's servers in one process, for worker-requests-fuzz, worker-lanes-fuzz and their
 // seed generators: an embedded interpreter running fuzz/worker-fixture.py, the real
-// WorkerServer (and the HandleServers it opens), served to one two-party connection at a time
-// with the worker's reader limits, and the real LaneServer, with one handle kept open for
-// lanes to name. Built once per process (interpreter start-up is the slow part).
+// WorkerServer, served to one two-party connection at a time with the worker's reader limits,
+// and the real LaneServer, with one handle kept open for lanes to name. Built once per process
+// (interpreter start-up is the slow part).
 
 #include <kj/async-io.h>
 
@@ -58,28 +58,23 @@ public:
   // The plugin's end of a new lane, the other end handed to the LaneServer (its own thread).
   uint64_t openHandleId() const { return openHandleId_; }
   // A handle the fixture opened and keeps open, for lane calls to name.
+  void keepHandleOpen();
+  // After a lane input: opens another if the input closed it.
 
 private:
-
-  class CloseErrors final: public kj::TaskSet::ErrorHandler {
-  public:
-    void taskFailed(kj::Exception&& exception) override;
-  };
+  uint64_t openOnALane();
 
   PythonRuntime python_;
   kj::AsyncIoContext io_;
   HostLink host_;
   PythonExecutor executor_;
   Script script_;
-  CloseErrors closeErrors_;
-  kj::TaskSet closes_;
   std::vector<uint8_t> sharedMemory_;
   HandleTable handles_;
   kj::AutoCloseFd laneOffers_;  // the plugin's end of the LaneServer's --lane-fd
   kj::Maybe<LaneServer> lanes_;
   rpc::Worker::Client worker_;   // the real bootstrap: the fixture loads the script with it
   rpc::Worker::Client exposed_;  // what a connection gets (see ProcessCallsGate)
-  kj::Maybe<rpc::Handle::Client> openHandle_;
   uint64_t openHandleId_ = 0;
 };
 

@@ -35,5 +35,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (read(lane.get(), buffer, sizeof(buffer)) <= 0) break;
   }
+  fixture.keepHandleOpen();
   return 0;
 }

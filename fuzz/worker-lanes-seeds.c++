@@ -45,7 +45,20 @@ void range(rpc::LaneCall::Builder call, uint32_t count, uint64_t offset, uint32_
   call.setFlags(flags);
 }
 
+void openCall(rpc::LaneCall::Builder call, const char* exportName) {
+  call.setHandle(0);
+  call.setOpen();
+  call.setReadonly(true);
+  auto context = call.initContext();
+  context.setExportName(kj::StringPtr(exportName).asBytes());
+  context.setHasExportName(true);
+  context.setPeerPid(1234);
+}
+
 void writeAll() {
+  // Each open leaves a handle in the fixture's worker (no input knows its id to close it).
+  seed("open", [](auto call) { openCall(call, "seed"); });
+  seed("open-refused", [](auto call) { openCall(call, "refuse"); });
   seed("get-size", [](auto call) { call.setGetSize(); });
   seed("block-size", [](auto call) { call.setBlockSize(); });
   seed("export-description", [](auto call) { call.setExportDescription(); });

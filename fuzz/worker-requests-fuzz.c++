@@ -1,6 +1,6 @@
 // libFuzzer target: the worker's handling of requests. The input is what the plugin's end of a
 // connection sends, raw bytes on the socket (Cap'n Proto RPC messages in the standard framing:
-// bootstrap, calls on Worker and on the Handles it opens, finish, release, ...); the worker
+// bootstrap, calls on Worker, finish, release, ...); the worker
 // reads them with its reader limits and runs the real servers around a real script
 // (worker-fixture.h). Whatever the bytes, the worker must answer or hang up: a crash, a
 // sanitizer report, or a callback that never returns is a bug.

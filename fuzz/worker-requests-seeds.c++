@@ -71,13 +71,6 @@ void setContext(rpc::ConnectionContext::Builder context, const char* exportName)
   context.setPeerAddress(kj::arrayPtr(unixAddress, sizeof(unixAddress)));
 }
 
-rpc::Handle::Client open(rpc::Worker::Client& worker, kj::WaitScope& waitScope,
-                         const char* exportName) {
-  auto request = worker.openRequest();
-  setContext(request.initContext(), exportName);
-  return request.send().wait(waitScope).getHandle();
-}
-
 void writeAll() {
   record("process-wide", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
     auto config = worker.configRequest();
@@ -101,22 +94,11 @@ void writeAll() {
     list.setReadonly(true);
     list.initContext().setIsTls(true);
     list.send().wait(ws);
-    worker.defaultExportRequest().send().wait(ws);
-    auto refused = worker.openRequest();
-    setContext(refused.initContext(), "refuse");
-    refused.send().wait(ws);
-  });
-  record("pipelined", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
-    // As fast as a client can: the handle released before open has answered.
-    auto request = worker.openRequest();
-    setContext(request.initContext(), "close-raises");
-    auto opened = request.send();
-    auto handle = opened.getHandle();
-    handle = nullptr;
-    opened.wait(ws);
+    auto named = worker.defaultExportRequest();
+    setContext(named.initContext(), "");
+    named.send().wait(ws);
   });
   record("cleanup", [](rpc::Worker::Client& worker, kj::WaitScope& ws) {
-    open(worker, ws, "closed");  // released at once
     worker.cleanupRequest().send().wait(ws);
   });
 }

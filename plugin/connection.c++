@@ -260,11 +260,11 @@ ScriptOutcome Connection::close() {
   ScriptOutcome first;
   for (auto& bound : every) {
     ScriptOutcome outcome;
-    bool closed = false;  // by the script's close() on a lane: no need to wait for the release
+    bool closed = false;  // the close call was answered
     KJ_DEFER(if (closed) {
-      bound.instance->releaseClosedHandle(bound.handleId);
+      bound.instance->handleClosed();
     } else {
-      bound.instance->releaseHandle(bound.handleId);
+      bound.instance->closeHandle(bound.handleId);  // once more, or nothing if lost
     });
     try {
       if (!bound.instance->isLost()) {

@@ -6,18 +6,18 @@ OpenedHandle openHandle(const std::shared_ptr<WorkerInstance>& instance, bool re
                         const ConnectionContext& context) {
   OpenedHandle opened;
   opened.binding.instance = instance;
-  instance->run([&](rpc::Worker::Client& worker) {
-    auto request = worker.openRequest();
-    request.setReadonly(readonly);
-    context.fill(request.initContext());
-    return request.send().then([&](auto response) {
-      opened.outcome = ScriptOutcome::from(response.getStatus());
-      if (opened.outcome.error == 0) {
-        opened.binding.handleId = response.getHandleId();
-        instance->keepHandle(opened.binding.handleId, response.getHandle());
-      }
-    });
-  });
+  // On a lane, as every later call of the connection: no hop through the RPC threads.
+  instance->laneCall(
+      [&](rpc::LaneCall::Builder call) {
+        call.setOpen();
+        call.setReadonly(readonly);
+        context.fill(call.initContext());
+      },
+      [&](rpc::LaneReply::Reader reply) {
+        opened.outcome = ScriptOutcome::from(reply.getStatus());
+        if (opened.outcome.error == 0) opened.binding.handleId = reply.getHandleId();
+      });
+  if (opened.outcome.error == 0) instance->handleOpened();
   return opened;
 }
 

@@ -19,6 +19,6 @@ struct OpenedHandle {
 
 OpenedHandle openHandle(const std::shared_ptr<WorkerInstance>& instance, bool readonly,
                         const ConnectionContext& context);
-// Throws as WorkerInstance::run().
+// Throws as WorkerInstance::laneCall().
 
 }  // namespace pyworker

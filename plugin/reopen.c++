@@ -28,11 +28,11 @@ Connection::Binding reopenConnection(const Connection& connection,
   try {
     difference = differenceFrom(*instance, opened.binding.handleId, connection.answers());
   } catch (...) {
-    instance->releaseHandle(opened.binding.handleId);
+    instance->closeHandle(opened.binding.handleId);
     throw;
   }
   if (!difference.empty()) {
-    instance->releaseHandle(opened.binding.handleId);
+    instance->closeHandle(opened.binding.handleId);
     throw refuse(difference);
   }
   std::string resent = requestsInFlight == 0

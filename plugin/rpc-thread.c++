@@ -75,7 +75,6 @@ void RpcThread::loop(kj::AutoCloseFd socket) {
       // A deliberate end: neither the hang-up below nor the exit it causes is a death.
       disconnected = kj::READY_NOW;
       watch = kj::READY_NOW;
-      handles_.clear();  // before the connection they belong to
       connection = nullptr;
       process_.tellToExit();
       // Tearing the connection down queues events of its own (writes of the last messages, the
@@ -128,10 +127,7 @@ void RpcThread::run(Call& call, Deadline limit) {
     timer = lock->timer;
   }
   if (!limit) {
-    executor->executeSync([&]() {
-      releasePending();
-      return call(connection->worker());
-    });
+    executor->executeSync([&]() { return call(connection->worker()); });
     return;
   }
   bool passed = false;
@@ -151,7 +147,6 @@ void RpcThread::run(Call& call, Deadline limit) {
   };
   try {
     executor->executeSync([&]() {
-      releasePending();
       return call(connection->worker()).exclusiveJoin(expiry(limit->count() * kj::MILLISECONDS));
     });
   } catch (const kj::Exception&) {
@@ -170,24 +165,6 @@ rpc::Host::Client RpcThread::host() {
   auto lock = state_.lockShared();
   KJ_REQUIRE(lock->connection != nullptr, "pyworker: the RPC thread has stopped");
   return lock->connection->host();
-}
-
-void RpcThread::keepHandle(uint64_t id, rpc::Handle::Client handle) {
-  requireLoopThread();
-  handles_.insert_or_assign(id, kj::mv(handle));
-}
-
-void RpcThread::releaseHandle(uint64_t id) {
-  requireLoopThread();
-  handles_.erase(id);
-}
-
-void RpcThread::releaseLater(uint64_t id) { pendingReleases_.lockExclusive()->push_back(id); }
-
-void RpcThread::releasePending() {
-  std::vector<uint64_t> ids;
-  ids.swap(*pendingReleases_.lockExclusive());
-  for (auto id : ids) handles_.erase(id);
 }
 
 }  // namespace pyworker

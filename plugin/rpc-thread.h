@@ -2,8 +2,8 @@
 // The thread that owns a serving worker's Cap'n Proto connection once nbdkit serves (from
 // after_fork on): its kj event loop runs the RPC connection, pumps the worker's output into
 // nbdkit's log and watches the process (its pidfd). nbdkit's threads hand it calls with
-// executeSync(). The capabilities of the worker's open handles live here too, in a table keyed
-// by handle id, created and released on this thread only.
+// executeSync(). (A connection's own calls, open and close included, travel on lanes instead:
+// lane-client.h.)
 
 #include <kj/async-io.h>
 #include <kj/mutex.h>
@@ -12,8 +12,6 @@
 #include <functional>
 #include <optional>
 #include <thread>
-#include <unordered_map>
-#include <vector>
 
 #include "breakpoint-pause.h"
 #include "pyworker.capnp.h"
@@ -42,9 +40,9 @@ public:
   KJ_DISALLOW_COPY(RpcThread);
 
   void stop(kj::Duration drainLimit);
-  // Releases every handle, closes the socket (the worker's signal to exit), copies what the
-  // worker still prints while it exits into the log (until its output ends, it has exited, or
-  // `drainLimit` has passed), and joins the thread. Idempotent; later calls throw.
+  // Closes the socket (the worker's signal to exit; it closes the handles still open), copies
+  // what the worker still prints while it exits into the log (until its output ends, it has
+  // exited, or `drainLimit` has passed), and joins the thread. Idempotent; later calls throw.
 
   void run(Call& call, Deadline limit);
   // Runs `call` on the loop thread and waits until its promise settles. Throws the call's
@@ -53,15 +51,6 @@ public:
 
   rpc::Host::Client host();
   // Inside run() only: this connection's Host, to hand to the worker.
-
-  void keepHandle(uint64_t id, rpc::Handle::Client handle);
-  void releaseHandle(uint64_t id);
-  // Inside run() only (checked): the capability of an open handle; releasing it is the
-  // script's close().
-
-  void releaseLater(uint64_t id);
-  // Any thread, without waiting: a handle whose close() has run on a lane is released on the
-  // loop thread before the next call (a connection's close spares a round trip to it).
 
 private:
   struct LoopState {
@@ -78,14 +67,10 @@ private:
   void loop(kj::AutoCloseFd socket);
   kj::Promise<void> watchProcess(kj::UnixEventPort& eventPort);
   void requireLoopThread() const;
-  void releasePending();
 
   WorkerProcess& process_;
   BreakpointPause& pause_;
   std::function<void()> onExit_;
-  std::unordered_map<uint64_t, rpc::Handle::Client> handles_;
-  // The loop thread's only.
-  kj::MutexGuarded<std::vector<uint64_t>> pendingReleases_;
   kj::MutexGuarded<LoopState> state_;
   std::thread thread_;
 };

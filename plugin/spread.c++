@@ -50,11 +50,11 @@ Attempt openBeside(const Connection& connection, const Connection::Answers& answ
     try {
       difference = differenceFrom(*instance, opened.binding.handleId, answers);
     } catch (...) {
-      instance->releaseHandle(opened.binding.handleId);
+      instance->closeHandle(opened.binding.handleId);
       throw;
     }
     if (!difference.empty()) {
-      instance->releaseHandle(opened.binding.handleId);
+      instance->closeHandle(opened.binding.handleId);
       attempt.failure = difference;
       return attempt;
     }
@@ -107,7 +107,7 @@ std::vector<Connection::Binding> spreadConnection(const Connection& connection,
   for (auto& attempt : attempts) {
     if (!attempt.binding.instance) continue;
     if (!why.empty()) {
-      attempt.binding.instance->releaseHandle(attempt.binding.handleId);
+      attempt.binding.instance->closeHandle(attempt.binding.handleId);
       continue;
     }
     pids += ", " + std::to_string(attempt.pid);

@@ -7,6 +7,7 @@
 
 #include "guard.h"
 #include "reply-checks.h"
+#include "script-outcome.h"
 
 namespace pyworker {
 
@@ -153,18 +154,20 @@ void WorkerInstance::run(Call call) {
   }
 }
 
-void WorkerInstance::releaseHandle(uint64_t id) {
+void WorkerInstance::closeHandle(uint64_t id) noexcept {
   handlesOpen_--;
-  // Local to the RPC thread (capnp sends the release without waiting for the worker), so it
-  // needs no deadline, and works on a lost worker too. A stopped RPC thread has released
-  // every handle already.
-  RpcThread::Call release = [&](rpc::Worker::Client&) {
-    rpc_.releaseHandle(id);
-    return kj::READY_NOW;
-  };
+  if (isLost()) return;  // its handles went with it
   try {
-    rpc_.run(release, std::nullopt);
-  } catch (const kj::Exception&) {
+    ScriptOutcome outcome;
+    laneCall(
+        [&](rpc::LaneCall::Builder call) {
+          call.setHandle(id);
+          call.setClose();
+        },
+        [&](rpc::LaneReply::Reader reply) { outcome = ScriptOutcome::from(reply.getStatus()); });
+    if (outcome.error != 0) nbdkit_error("%s", outcome.message.c_str());
+  } catch (...) {
+    // Lost, killed or refused meanwhile: the worker closes what is left when it ends.
   }
 }
 

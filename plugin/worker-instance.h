@@ -46,18 +46,14 @@ public:
   // A connection's call on a lane (LaneClient::call). Throws WorkerLost, CallTimedOut, or
   // BadReply (the worker, which sent nonsense or hung up on the call alive, is killed).
 
-  void keepHandle(uint64_t id, rpc::Handle::Client handle) {
-    rpc_.keepHandle(id, kj::mv(handle));
-    handlesOpen_++;
-  }
-  // Inside run() only: the capability of a handle the worker opened.
-  void releaseHandle(uint64_t id);
-  // The script's close() for that handle (on the RPC thread), if the worker still has it.
-  void releaseClosedHandle(uint64_t id) {
-    handlesOpen_--;
-    rpc_.releaseLater(id);
-  }
-  // A handle whose close() has run on a lane: released before the next RPC call, no wait.
+  void handleOpened() { handlesOpen_++; }
+  // The script's open() succeeded on a lane (handle-opening.h): one more connection here.
+  void closeHandle(uint64_t id) noexcept;
+  // The script's close() for a handle that is not kept (spread or re-open decided against
+  // it, or its connection's own close call failed), on a lane; nothing when the worker is
+  // lost. Failures are logged.
+  void handleClosed() { handlesOpen_--; }
+  // A handle's close call has been answered (Connection::close).
   int64_t handlesOpen() const { return handlesOpen_.load(); }
 
   struct ScriptFacts {

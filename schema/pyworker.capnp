@@ -146,16 +146,8 @@ interface Worker {
       -> (status :Status, useDefault :Bool, exports :List(Export));
   # useDefault: the script has no list_exports; the plugin calls nbdkit_use_default_export().
   defaultExport @10 (readonly :Bool, context :ConnectionContext) -> (status :Status, name :Text);
-  open @11 (readonly :Bool, context :ConnectionContext)
-      -> (status :Status, handle :Handle, handleId :UInt64);
-  # Releasing the returned Handle is the script's close(): the worker calls it once every call
-  # on that handle has returned. `handleId` names the same handle in LaneCalls on any lane.
-}
-
-interface Handle {
-  # One open connection. It has no methods: its callbacks (get_size, the can_* questions,
-  # pread, ...) are LaneCalls naming it by handleId, below. Releasing it is the script's
-  # close(), which the worker runs once every call on the handle has returned.
+  # open is a LaneCall (below): a connection's every callback from open to close travels on
+  # lanes.
 }
 
 # --- Lanes: the per-connection callbacks ---
@@ -189,7 +181,7 @@ struct BeforeOpenCallbacks {
 
 struct LaneCall {
   handle @0 :UInt64;
-  # The handleId that open() returned.
+  # The handleId that the open call's reply named (0 in open itself).
   count @1 :UInt32;
   offset @2 :UInt64;
   flags @3 :UInt32;
@@ -213,9 +205,17 @@ struct LaneCall {
     query @16 :Query;
     close @17 :Void;
     # The script's close(h), on the connection's own nbdkit thread (so that what it logs has
-    # the connection's prefix); releasing the handle's capability afterwards closes nothing
-    # more. A handle never gets a call after it.
+    # the connection's prefix). The worker forgets the handle: a handle never gets a call
+    # after it.
+    open @18 :Void;
+    # The script's open(readonly), with `readonly` and `context` below. On success the reply's
+    # handleId names the new handle in every later call, on any lane. The worker keeps the
+    # handle until its close call, or until the plugin is gone (it then runs close() itself,
+    # before cleanup()).
   }
+  readonly @19 :Bool;
+  context @20 :ConnectionContext;
+  # open only.
 }
 
 struct LaneReply {
@@ -238,6 +238,8 @@ struct LaneReply {
   hostCalls @10 :List(HostCall);
   # What the script asked of nbdkit during this call (nbdkit.debug(), shutdown(), ...), in
   # order: the plugin does it on the calling thread before the call returns, as in-process.
+  handleId @11 :UInt64;
+  # open, on success: the new handle's id (never reused within a worker).
 }
 
 struct HostCall {

@@ -18,8 +18,8 @@
 //                              more than a correct worker ever sends
 //   lane-hangup                the first pread's lane is closed instead of answered
 //
-// or, once the plugin has opened a connection on the serving connection (Worker.open), makes
-// calls of its own: a runaway worker that floods the plugin with Host.debug calls (1 KiB each, for
+// or, once the plugin has opened a connection (the first open call on a lane), makes calls of
+// its own on the serving connection: a runaway worker that floods the plugin with Host.debug calls (1 KiB each, for
 // PYWORKER_EVIL_FLOOD_SECONDS, default 5) while relaying as before:
 //
 //   host-flood                 each call finished properly (capnp's Finish)
@@ -47,6 +47,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -185,9 +186,12 @@ struct Relay {
   std::mutex mutex;
   std::map<uint32_t, Pending> calls;  // the plugin's questions, by id
   std::mutex writing;                 // whole messages to the plugin, from two threads
-  bool serving = false;               // the --serve-fd link (the flood goes there only)
   bool flooding = false;
+  std::atomic<bool> stopReading = false;  // host-flood-unread: the plugin's replies pile up
+  int plugin = -1;                        // the plugin's end
 };
+
+Relay* servingRelay = nullptr;  // set before any relay thread starts
 
 bool writeMessageTo(Relay& relay, int fd, capnp::MessageBuilder& message) {
   auto words = capnp::messageToFlatArray(message);
@@ -230,13 +234,24 @@ void flood(Relay& relay, int plugin) {
 
 bool floods() { return mode.rfind("host-flood", 0) == 0; }
 
-constexpr uint16_t OPEN_METHOD = 11;  // Worker.open in schema/pyworker.capnp
+void startFlood() {
+  // A lane relays the plugin's first open call.
+  if (!floods() || servingRelay == nullptr) return;
+  Relay& relay = *servingRelay;
+  {
+    std::lock_guard<std::mutex> lock(relay.mutex);
+    if (relay.flooding) return;
+    relay.flooding = true;  // once per worker; PYWORKER_EVIL_ONCE applies
+  }
+  if (!claim()) return;
+  relay.stopReading = mode == "host-flood-unread";
+  std::thread([&relay] { flood(relay, relay.plugin); }).detach();
+}
 
 void pluginToWorker(Relay& relay, int from, int to) {
   kj::Array<capnp::word> words;
   while (readMessage(from, words)) {
     bool ours = false;  // an answer to the flood: the real worker never asked
-    bool stopReading = false;
     try {
       capnp::FlatArrayMessageReader reader(words, options());
       auto message = reader.getRoot<capnp::rpc::Message>();
@@ -244,22 +259,12 @@ void pluginToWorker(Relay& relay, int from, int to) {
         auto call = message.getCall();
         std::lock_guard<std::mutex> lock(relay.mutex);
         relay.calls[call.getQuestionId()] = {call.getInterfaceId(), call.getMethodId()};
-        if (relay.serving && floods() && !relay.flooding &&
-            call.getInterfaceId() == capnp::typeId<pyworker::rpc::Worker>() &&
-            call.getMethodId() == OPEN_METHOD) {
-          relay.flooding = true;  // asked once per connection; PYWORKER_EVIL_ONCE applies
-          if (claim()) {
-            std::thread([&relay, from] { flood(relay, from); }).detach();
-            stopReading = mode == "host-flood-unread";
-          }
-        }
       }
       ours = message.isReturn() && message.getReturn().getAnswerId() >= FLOOD_QUESTIONS;
     } catch (const kj::Exception&) {
     }
-    if (ours) continue;
-    if (!writeFully(to, words.begin(), words.size() * 8)) break;
-    if (stopReading) {
+    if (!ours && !writeFully(to, words.begin(), words.size() * 8)) break;
+    if (relay.stopReading) {
       for (;;) pause();  // the plugin's replies pile up in its socket from now on
     }
   }
@@ -363,6 +368,7 @@ void relayLane(int plugin, int worker) {
     try {
       capnp::FlatArrayMessageReader reader(words, options());
       auto call = reader.getRoot<pyworker::rpc::LaneCall>();
+      if (call.isOpen()) startFlood();
       target = mode == "extents-empty" || mode == "extents-too-many" ? call.isExtents()
                : mode == "query-range"   ? call.isQuery()
                : mode == "size-negative" ? call.isGetSize()
@@ -478,7 +484,8 @@ int main(int argc, char** argv) {
   for (auto& l : links) {
     relays.push_back(std::make_unique<Relay>());
     Relay& relay = *relays.back();
-    relay.serving = l.serving;
+    relay.plugin = l.plugin;
+    if (l.serving) servingRelay = &relay;
     threads.emplace_back([&relay, l] { pluginToWorker(relay, l.plugin, l.ours); });
     threads.emplace_back([&relay, l] { workerToPlugin(relay, l.ours, l.plugin); });
   }

@@ -22,12 +22,12 @@ public:
   explicit DeepWorker(std::string& seen): seen(seen) {}
 
 protected:
-  kj::Promise<void> open(OpenContext context) override {
+  kj::Promise<void> defaultExport(DefaultExportContext context) override {
     auto name = context.getParams().getContext().getExportName().asChars();
     seen.assign(name.begin(), name.size());
     auto status = context.getResults().initStatus();
     status.setErrno(5);
-    status.setMessage("open failed on purpose");
+    status.setMessage("default_export failed on purpose");
     return kj::READY_NOW;
   }
   kj::Promise<void> listExports(ListExportsContext context) override {
@@ -46,7 +46,7 @@ private:
 
 struct Received {
   std::string exportName;   // read by the worker's side
-  std::string openMessage;  // read by the plugin's side from here on
+  std::string failure;      // read by the plugin's side from here on
   std::string statusText;
   std::string name;
   std::string description;
@@ -74,10 +74,10 @@ Received exchange(capnp::ReaderOptions workerSide, capnp::ReaderOptions pluginSi
   vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
   auto worker = client.bootstrap(vatId).castAs<rpc::Worker>();
 
-  auto open = worker.openRequest();
-  open.initContext().setExportName(kj::StringPtr("the export").asBytes());
-  auto opened = open.send().wait(io.waitScope);
-  received.openMessage = opened.getStatus().getMessage();
+  auto request = worker.defaultExportRequest();
+  request.initContext().setExportName(kj::StringPtr("the export").asBytes());
+  auto answered = request.send().wait(io.waitScope);
+  received.failure = answered.getStatus().getMessage();
 
   auto list = worker.listExportsRequest().send().wait(io.waitScope);
   received.statusText = list.getStatus().getMessage();
@@ -90,7 +90,7 @@ Received exchange(capnp::ReaderOptions workerSide, capnp::ReaderOptions pluginSi
 TEST(RpcLimits, TheDeepestMessagesPass) {
   auto received = exchange(rpcReaderOptions(), rpcReaderOptions());
   EXPECT_EQ(received.exportName, "the export");
-  EXPECT_EQ(received.openMessage, "open failed on purpose");
+  EXPECT_EQ(received.failure, "default_export failed on purpose");
   EXPECT_EQ(received.statusText, "status text");
   EXPECT_EQ(received.name, "name");
   EXPECT_EQ(received.description, "description");
@@ -103,7 +103,8 @@ TEST(RpcLimits, OneLevelLessBreaksListExports) {
 
 TEST(RpcLimits, LaneMessagesFitWellWithin) {
   // Lanes read with the same limits (lane-stream.h). Their deepest fields: a Host call's text
-  // in a reply (LaneReply -> hostCalls -> HostCall -> debug) and the shared range of a call.
+  // in a reply (LaneReply -> hostCalls -> HostCall -> debug), the shared range of a call and
+  // open's connection context.
   capnp::MallocMessageBuilder replyMessage;
   auto reply = replyMessage.initRoot<rpc::LaneReply>();
   reply.initStatus().setMessage("status text");
@@ -117,9 +118,11 @@ TEST(RpcLimits, LaneMessagesFitWellWithin) {
   auto call = callMessage.initRoot<rpc::LaneCall>();
   call.initShared().setLength(65536);
   call.setData(kj::StringPtr("payload").asBytes());
+  call.initContext().setExportName(kj::StringPtr("the export").asBytes());  // open's
   auto callWords = capnp::messageToFlatArray(callMessage);
   capnp::FlatArrayMessageReader callReader(callWords, withNesting(NESTING_LIMIT - 2));
   EXPECT_EQ(callReader.getRoot<rpc::LaneCall>().getShared().getLength(), 65536u);
+  EXPECT_EQ(callReader.getRoot<rpc::LaneCall>().getContext().getExportName().size(), 10u);
 }
 
 }  // namespace

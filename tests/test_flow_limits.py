@@ -141,8 +141,8 @@ class FlowLimitTest(NbdkitTestCase):
         # Its calls wait in its own socket: nbdkit stops reading from it, and its memory stays
         # where it was. The connection it was opening is served all the same (its callbacks
         # travel on lanes, which the flood does not touch); the next RPC call it owes an
-        # answer (the next connection's open) gets none: timeout= kills it, and the connection
-        # after that gets a new worker.
+        # answer (the next connection's default_export) gets none: timeout= kills it, and the
+        # connection after that gets a new worker.
         server = self.start_evil("host-flood-unread", "timeout=3")
         sampler = Sampler(server.pid)
         thread, outcome = self.connect_in_background(server)

@@ -66,11 +66,6 @@ private:
   Log& log;
 };
 
-class NoErrors final: public kj::TaskSet::ErrorHandler {
-public:
-  void taskFailed(kj::Exception&& exception) override { ADD_FAILURE() << exception.getDescription().cStr(); }
-};
-
 struct World;
 extern std::optional<World> world;
 
@@ -80,8 +75,6 @@ struct World {
   HostLink host{kj::getCurrentThreadExecutor()};
   PythonExecutor executor;
   Script script{host};
-  NoErrors noErrors;
-  kj::TaskSet closes{noErrors};
   HandleTable handles;
   kj::AutoCloseFd laneOffers;  // our end; the LaneServer has the other
   std::optional<LaneServer> lanes;
@@ -89,7 +82,7 @@ struct World {
   capnp::TwoPartyVatNetwork serverNetwork{*pipe.ends[0], capnp::rpc::twoparty::Side::SERVER};
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> server = capnp::makeRpcServer(
       serverNetwork, rpc::Worker::Client(kj::heap<WorkerServer>(
-                         Services{script, executor, host, closes, handles})));
+                         Services{script, executor, host, handles})));
   capnp::TwoPartyClient client{*pipe.ends[1]};
   rpc::Worker::Client worker = client.bootstrap().castAs<rpc::Worker>();
   rpc::Host::Client hostCap = kj::heap<TestHost>(log);
@@ -184,20 +177,19 @@ protected:
   rpc::Worker::Client& worker() { return world->worker; }
   Log& log() { return world->log; }
 
-  struct Opened {
-    rpc::Handle::Client handle;
-    uint64_t id;
-  };
-
-  Opened open(const char* exportName) {
-    auto request = worker().openRequest();
-    request.setReadonly(false);
-    setContext(request.initContext(), exportName);
-    auto response = request.send().wait(ws());
-    EXPECT_EQ(response.getStatus().getErrno(), 0) << response.getStatus().getMessage().cStr();
-    EXPECT_GT(response.getHandleId(), 0u);
-    return {response.getHandle(), response.getHandleId()};
+  LaneReplyCopy openCall(const char* exportName) {
+    auto reply = laneCall([&](rpc::LaneCall::Builder call) {
+      call.setOpen();
+      call.setReadonly(false);
+      setContext(call.initContext(), exportName);
+    });
+    EXPECT_EQ(reply.get().getStatus().getErrno(), 0)
+        << reply.get().getStatus().getMessage().cStr();
+    EXPECT_GT(reply.get().getHandleId(), 0u);
+    return reply;
   }
+
+  uint64_t open(const char* exportName) { return openCall(exportName).get().getHandleId(); }
 
   LaneReplyCopy laneCall(kj::Function<void(rpc::LaneCall::Builder)> build) {
     return startLaneCall(kj::mv(build)).wait(ws());
@@ -286,10 +278,11 @@ TEST_F(WorkerRpc, Exports) {
 }
 
 TEST_F(WorkerRpc, OpenAndQueries) {
-  auto opened = open("q");  // held: releasing it would close the handle
-  auto id = opened.id;
-  // E-order: the script's debug() reaches the host before open's reply.
-  EXPECT_GE(log().debugIndex("open export=q readonly=False"), 0);
+  auto opened = openCall("q");
+  auto id = opened.get().getHandleId();
+  // What the script asked of nbdkit comes back with open's reply, as with every lane call.
+  ASSERT_EQ(opened.get().getHostCalls().size(), 1u);
+  EXPECT_EQ(opened.get().getHostCalls()[0].getDebug(), "open export=q readonly=False");
 
   auto size = handleCall(id, &rpc::LaneCall::Builder::setGetSize);
   EXPECT_EQ(size.get().getSize(), 1024 * 1024);
@@ -316,7 +309,7 @@ TEST_F(WorkerRpc, OpenAndQueries) {
 TEST_F(WorkerRpc, ReadWrite) {
   auto opened = open("rw");
   auto wrote = laneCall([&](rpc::LaneCall::Builder call) {
-    call.setHandle(opened.id);
+    call.setHandle(opened);
     call.setData(kj::StringPtr("hello, world").asBytes());
     call.setCount(12);
     call.setOffset(100);
@@ -330,7 +323,7 @@ TEST_F(WorkerRpc, ReadWrite) {
   EXPECT_EQ(wrote.get().getHostCalls()[0].getDebug(), "fua write");
   EXPECT_EQ(log().debugIndex("fua write"), -1);
 
-  auto data = laneCall(preadCall(opened.id, 16, 98));
+  auto data = laneCall(preadCall(opened, 16, 98));
   EXPECT_EQ(data.get().getStatus().getErrno(), 0);
   auto bytes = data.get().getData();
   EXPECT_EQ(std::string(bytes.asChars().begin(), bytes.size()),
@@ -345,7 +338,7 @@ TEST_F(WorkerRpc, UnknownHandleEndsTheLane) {
 
 TEST_F(WorkerRpc, Errors) {
   auto opened = open("errors");
-  auto read = [&](uint64_t offset) { return laneCall(preadCall(opened.id, 512, offset)); };
+  auto read = [&](uint64_t offset) { return laneCall(preadCall(opened, 512, offset)); };
 
   auto withErrno = read(4096);
   EXPECT_EQ(withErrno.get().getStatus().getErrno(), ENOSPC);
@@ -390,7 +383,7 @@ TEST_F(WorkerRpc, Errors) {
   // zero with set_error(EOPNOTSUPP): nbdkit falls back to writing zeroes, no error message.
   auto zero = [&](uint32_t flags) {
     return laneCall([&](rpc::LaneCall::Builder call) {
-      call.setHandle(opened.id);
+      call.setHandle(opened);
       call.setCount(512);
       call.setFlags(flags);
       call.setZero();
@@ -403,7 +396,7 @@ TEST_F(WorkerRpc, Errors) {
 
   auto extents = [&](uint64_t offset) {
     return laneCall([&](rpc::LaneCall::Builder call) {
-      call.setHandle(opened.id);
+      call.setHandle(opened);
       call.setCount(8192);
       call.setOffset(offset);
       call.setExtents();
@@ -425,38 +418,54 @@ TEST_F(WorkerRpc, CallsRunInParallel) {
   auto opened = open("parallel");
   auto start = std::chrono::steady_clock::now();
   std::vector<PendingLaneCall> reads;
-  for (int i = 0; i < 8; ++i) reads.push_back(startLaneCall(preadCall(opened.id, 512, 16384)));
+  for (int i = 0; i < 8; ++i) reads.push_back(startLaneCall(preadCall(opened, 512, 16384)));
   for (auto& read : reads) EXPECT_EQ(read.wait(ws()).get().getStatus().getErrno(), 0);
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LT(elapsed, std::chrono::milliseconds(2500));
 }
 
-// Runs last (gtest keeps file order): close of every handle, then cleanup.
-TEST_F(WorkerRpc, ZzCloseAfterInFlightCallsThenCleanup) {
-  {
-    auto opened = open("slow");
-    auto pending = startLaneCall(preadCall(opened.id, 512, 16384));
-    // Once the read sleeps in the script, release the handle: close() must wait for it.
-    world->io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(ws());
-    opened.handle = nullptr;
-    auto reply = pending.wait(ws());
-    EXPECT_EQ(reply.get().getStatus().getErrno(), 0);
-    ASSERT_EQ(reply.get().getHostCalls().size(), 1u);
-    EXPECT_EQ(reply.get().getHostCalls()[0].getDebug(), "slow pread done");
-  }
-  open("close-raises");  // released at once
+TEST_F(WorkerRpc, OpenFailureGivesNoHandle) {
+  auto reply = laneCall([&](rpc::LaneCall::Builder call) {
+    call.setOpen();
+    call.setReadonly(true);
+    setContext(call.initContext(), "refuse");
+  });
+  EXPECT_EQ(reply.get().getStatus().getErrno(), EACCES);
+  EXPECT_EQ(reply.get().getHandleId(), 0u);
+}
 
-  worker().cleanupRequest().send().wait(ws());
+// Runs last (gtest keeps file order): close on a lane, then cleanup closing what is left.
+TEST_F(WorkerRpc, ZzCloseOnALaneThenCleanupClosesWhatIsLeft) {
+  // The plugin's close: a lane call, after which the handle is gone.
+  auto closed = open("closed");
+  auto reply = handleCall(closed, &rpc::LaneCall::Builder::setClose);
+  EXPECT_EQ(reply.get().getStatus().getErrno(), 0);
+  ASSERT_EQ(reply.get().getHostCalls().size(), 1u);
+  EXPECT_EQ(reply.get().getHostCalls()[0].getDebug(), "close closed after 8 slow reads");
+  EXPECT_THROW(startLaneCall(preadCall(closed, 16, 0)).wait(ws()), kj::Exception);
+
+  // Handles a plugin left open (it could not close them): cleanup closes them first, the one
+  // with a call in flight once that call has returned.
+  auto slow = open("slow");
+  auto pending = startLaneCall(preadCall(slow, 512, 16384));
+  world->io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(ws());
+  open("close-raises");
+  auto cleanupDone = worker().cleanupRequest().send();
+  auto read = pending.wait(ws());
+  EXPECT_EQ(read.get().getStatus().getErrno(), 0);
+  ASSERT_EQ(read.get().getHostCalls().size(), 1u);
+  EXPECT_EQ(read.get().getHostCalls()[0].getDebug(), "slow pread done");
+  cleanupDone.wait(ws());
   // close() ran only once the read in flight had finished (8 slow reads before: the parallel
-  // test's, and this one).
-  auto closed = log().debugIndex("close slow after 9 slow reads");
+  // test's, and this one); both before cleanup().
+  auto closedSlow = log().debugIndex("close slow after 9 slow reads");
   auto cleanup = log().debugIndex("cleanup");
-  ASSERT_GE(closed, 0) << kj::strArray(log().debugs, "\n").cStr();
+  ASSERT_GE(closedSlow, 0) << kj::strArray(log().debugs, "\n").cStr();
   ASSERT_GE(cleanup, 0);
   auto raised = log().debugIndex("close close-raises after 9 slow reads");
   EXPECT_GE(raised, 0);
   EXPECT_LT(raised, cleanup);
-  EXPECT_LT(closed, cleanup);
+  EXPECT_LT(closedSlow, cleanup);
   bool closeError = std::any_of(log().errors.begin(), log().errors.end(), [](auto& e) {
     return e.rfind(SCRIPT + ": close: error: Traceback", 0) == 0 &&
            e.ends_with(" RuntimeError: close failed\n");

@@ -6,7 +6,9 @@
 #include <kj/function.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace pyworker {
 
@@ -227,6 +229,44 @@ Outcome HandleCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
       checked(PyObject_CallFunction(fn.get(), "OI", self(h), flags));
     }
   });
+}
+
+Outcome HandleCallbacks::open(bool readonly, ConnectionInfo connection,
+                              std::shared_ptr<OpenHandle>& opened) const {
+  PyRef handle;
+  Outcome outcome = script.call("open", &connection, [&]() {
+    PyRef fn = script.lookup("open");
+    if (!fn) throw ScriptError{"the script has no open function"};
+    handle = checked(PyObject_CallFunctionObjArgs(fn.get(), readonly ? Py_True : Py_False,
+                                                  nullptr));
+  });
+  if (outcome.ok()) {
+    opened = std::make_shared<OpenHandle>(OpenHandle{std::move(handle), std::move(connection)});
+  } else if (handle) {
+    GilScope gil;  // open() returned, then failed (nbdkit.set_error): no handle after all
+    handle = PyRef();
+  }
+  return outcome;
+}
+
+void HandleCallbacks::closeLeftOver(HandleTable& handles,
+                                    std::chrono::milliseconds callWait) const {
+  for (auto& open : handles.takeAll()) {
+    // A correct plugin closes only after the connection's last call was answered; a plugin
+    // that went away may have left one running, and close() must never overlap it.
+    auto until = std::chrono::steady_clock::now() + callWait;
+    while (open.use_count() > 1 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (open.use_count() > 1) {
+      // Hung: kept for good, so that the Python object is never dropped without the GIL
+      // when that call does return (the worker ends without waiting for it).
+      (void)new std::shared_ptr<OpenHandle>(std::move(open));
+      continue;
+    }
+    Outcome outcome = close(*open);
+    if (!outcome.ok()) host.error(outcome.message);
+  }
 }
 
 Outcome HandleCallbacks::close(const OpenHandle& h) const {

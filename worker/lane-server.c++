@@ -41,7 +41,7 @@ public:
 }  // namespace
 
 LaneServer::LaneServer(kj::AutoCloseFd offers, const Script& script, HostLink& host,
-                       const HandleTable& handles, SharedData data)
+                       HandleTable& handles, SharedData data)
     : offers_(kj::mv(offers)), callbacks_(script, host), handles_(handles), data_(data) {
   int error = startThread(SMALL_STACK_SIZE, [this]() { takeLanes(); });
   if (error != 0) KJ_FAIL_SYSCALL("starting the lane thread", error);
@@ -181,6 +181,13 @@ void LaneServer::answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch) {
 Outcome LaneServer::run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder reply) {
   // Returns before the reply is sent, so that this call's hold on the handle is gone by the
   // time the plugin can close it.
+  if (call.isOpen()) {
+    std::shared_ptr<OpenHandle> opened;
+    Outcome outcome = callbacks_.open(call.getReadonly(),
+                                      ConnectionInfo::from(call.getContext()), opened);
+    if (opened) reply.setHandleId(handles_.add(kj::mv(opened)));
+    return outcome;
+  }
   uint32_t count = call.getCount();
   uint64_t offset = call.getOffset();
   uint32_t flags = call.getFlags();
@@ -263,6 +270,7 @@ Outcome LaneServer::run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder repl
   }
   case rpc::LaneCall::CLOSE:
     outcome = callbacks_.close(h);
+    handles_.take(call.getHandle());  // gone with this call's hold on it
     break;
   case rpc::LaneCall::QUERY: {
     int32_t value = 0;

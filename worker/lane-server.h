@@ -30,7 +30,7 @@ struct SharedData {
 class LaneServer {
 public:
   LaneServer(kj::AutoCloseFd offers, const Script& script, HostLink& host,
-             const HandleTable& handles, SharedData data);
+             HandleTable& handles, SharedData data);
   // Starts the thread that takes new lanes. Lives as long as the process (its threads are
   // detached and only end with their sockets).
   KJ_DISALLOW_COPY(LaneServer);
@@ -50,7 +50,7 @@ private:
 
   kj::AutoCloseFd offers_;
   HandleCallbacks callbacks_;
-  const HandleTable& handles_;
+  HandleTable& handles_;
   SharedData data_;
   std::atomic<int> busy_{0};
 };

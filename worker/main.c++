@@ -2,6 +2,7 @@
 // script in an embedded CPython, and ends when the serving connection ends.
 
 #include "descendants.h"
+#include "handle-callbacks.h"
 #include "host-link.h"
 #include "lane-server.h"
 #include "open-handle.h"
@@ -152,14 +153,6 @@ private:
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpcSystem;
 };
 
-class CloseErrors final: public kj::TaskSet::ErrorHandler {
-  // close() jobs report script errors themselves; this only sees worker faults.
-public:
-  void taskFailed(kj::Exception&& exception) override {
-    KJ_LOG(ERROR, "close failed", exception);
-  }
-};
-
 void forgetForeignMainThread() {
   // WARNING: Python 3.11's threading internals. The threading module takes the thread that
   // first imports it for the main thread; in a connection callback that is a pool or lane
@@ -275,8 +268,6 @@ int run(const Arguments& arguments) {
   setNbdkitModuleHost(&host);
   PythonExecutor executor;
   Script script(host);
-  CloseErrors closeErrors;
-  kj::TaskSet closes(closeErrors);
   SharedData data;
   if (arguments.dataFd) {
     // Mapped once; the fd itself is not needed afterwards (a worker keeps no fd it does not
@@ -293,7 +284,7 @@ int run(const Arguments& arguments) {
     lanes.emplace(kj::AutoCloseFd(*arguments.laneFd), script, host, handles, data);
   }
   rpc::Worker::Client worker =
-      kj::heap<WorkerServer>(Services{script, executor, host, closes, handles});
+      kj::heap<WorkerServer>(Services{script, executor, host, handles});
 
   RpcConnection serving(*io.lowLevelProvider, arguments.serveFd, worker);
   std::optional<RpcConnection> config;
@@ -309,6 +300,10 @@ int run(const Arguments& arguments) {
 
   serving.onDisconnect().wait(io.waitScope);
   orderlyExitBegun();
+  // The plugin is gone (retired this worker, or nbdkit ended) with handles open: their
+  // close() runs now, as when nbdkit closes its connections.
+  // A call still running gets as long as finish() gives it.
+  HandleCallbacks(script, host).closeLeftOver(handles, std::chrono::milliseconds(500));
   host.disconnect();
   finish(executor, lanes ? &*lanes : nullptr, mainThread);
 }

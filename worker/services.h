@@ -1,5 +1,6 @@
-// What the RPC servers share: the script, the threads that run it, the line to the Host, the
-// pending close() jobs (cleanup waits for them) and the open handles (lanes find them there).
+// What the RPC server shares with the rest of the worker: the script, the threads that run it,
+// the line to the Host and the open handles (lanes open, find and close them there; cleanup
+// closes what is left).
 // Owned by main(), which outlives them.
 #pragma once
 
@@ -16,7 +17,6 @@ struct Services {
   Script& script;
   PythonExecutor& executor;
   HostLink& host;
-  kj::TaskSet& closes;
   HandleTable& handles;
 };
 

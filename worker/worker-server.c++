@@ -9,7 +9,6 @@
 #include "pdb-session.h"
 #include "process-title.h"
 #include "handle-callbacks.h"
-#include "handle-server.h"
 #include "host-link.h"
 #include "python-executor.h"
 #include "script.h"
@@ -210,9 +209,13 @@ kj::Promise<void> WorkerServer::afterFork(AfterForkContext context) {
 }
 
 kj::Promise<void> WorkerServer::cleanup(CleanupContext) {
-  // After every close(): nbdkit's order, and scripts free shared state in cleanup().
-  return services.closes.onEmpty().then([this]() {
-    return callOptional("cleanup");
+  // After every close(): nbdkit's order, and scripts free shared state in cleanup(). The
+  // plugin has closed its connections' handles on lanes; any it could not are closed here
+  // (a call still running on one, which a correct plugin never leaves, gets time to end).
+  return onMainThread<Outcome>([this]() {
+    HandleCallbacks(services.script, services.host)
+        .closeLeftOver(services.handles, std::chrono::seconds(5));
+    return runOptional("cleanup");
   }).then([this](Outcome outcome) {
     if (!outcome.ok()) services.host.error(outcome.message);
   });
@@ -315,43 +318,6 @@ kj::Promise<void> WorkerServer::defaultExport(DefaultExportContext context) {
     auto results = context.getResults();
     result.outcome.fill(results.initStatus());
     results.setName(result.name);
-  });
-}
-
-kj::Promise<void> WorkerServer::open(OpenContext context) {
-  auto params = context.getParams();
-  bool readonly = params.getReadonly();
-  auto connection = ConnectionInfo::from(params.getContext());
-  struct Result {
-    Outcome outcome;
-    kj::Maybe<kj::Own<HandleServer>> handle;
-  };
-  return services.executor.run<Result>([this, readonly, connection]() mutable {
-    Result result;
-    PyRef handle;
-    result.outcome = services.script.call("open", &connection, [&]() {
-      PyRef fn = services.script.lookup("open");
-      if (!fn) throw ScriptError{"the script has no open function"};
-      handle = checked(PyObject_CallFunctionObjArgs(fn.get(), readonly ? Py_True : Py_False,
-                                                    nullptr));
-    });
-    if (result.outcome.ok()) {
-      // Built here so that the Python handle never needs the GIL on the loop thread: if the
-      // reply is dropped, ~HandleServer still hands it back to the pool.
-      auto open = std::make_shared<OpenHandle>(OpenHandle{kj::mv(handle), kj::mv(connection)});
-      result.handle = kj::heap<HandleServer>(services, kj::mv(open));
-    } else if (handle) {
-      GilScope gil;
-      handle = PyRef();
-    }
-    return result;
-  }).then([context](Result result) mutable {
-    auto results = context.getResults();
-    result.outcome.fill(results.initStatus());
-    KJ_IF_MAYBE(server, result.handle) {
-      results.setHandleId((*server)->handleId());
-      results.setHandle(kj::mv(*server));
-    }
   });
 }
 

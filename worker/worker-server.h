@@ -1,5 +1,6 @@
 // The bootstrap `Worker` capability: the process-wide callbacks and the connection-scoped ones
-// that come before a handle exists. One instance serves every connection.
+// that come before open (open and the rest travel on lanes: lane-server.h). One instance
+// serves every connection.
 #pragma once
 
 #include "script.h"
@@ -25,7 +26,6 @@ protected:
   kj::Promise<void> preconnect(PreconnectContext context) override;
   kj::Promise<void> listExports(ListExportsContext context) override;
   kj::Promise<void> defaultExport(DefaultExportContext context) override;
-  kj::Promise<void> open(OpenContext context) override;
 
 private:
   template <typename T>

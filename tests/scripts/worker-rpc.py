@@ -21,6 +21,9 @@ def thread_model():
 
 
 def open(readonly):
+    if nbdkit.export_name() == "refuse":
+        nbdkit.set_error(errno.EACCES)
+        raise PermissionError("open refused")
     nbdkit.debug("open export=%s readonly=%s" % (nbdkit.export_name(), readonly))
     return {"export": nbdkit.export_name()}
 
