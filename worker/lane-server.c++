@@ -49,7 +49,7 @@ LaneServer::LaneServer(kj::AutoCloseFd offers, const Script& script, HostLink& h
 
 bool LaneServer::waitUntilIdle(std::chrono::milliseconds limit) const {
   auto until = std::chrono::steady_clock::now() + limit;
-  while (busy_.load() > 0) {
+  while (busy_.load() > 0 || starting_.load() > 0) {
     if (std::chrono::steady_clock::now() >= until) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -96,9 +96,14 @@ void LaneServer::takeLanes() {
 int LaneServer::startServing(std::unique_ptr<LaneStream>& lane) {
   // The lane is the new thread's only once the thread exists.
   LaneStream* handed = lane.get();
+  starting_++;
   int error = startThread(PYTHON_STACK_SIZE,
                           [this, handed]() { serve(std::unique_ptr<LaneStream>(handed)); });
-  if (error == 0) lane.release();
+  if (error == 0) {
+    lane.release();
+  } else {
+    starting_--;
+  }
   return error;
 }
 
@@ -129,6 +134,7 @@ bool LaneServer::refuse(LaneStream& lane, int error) {
 
 void LaneServer::serve(std::unique_ptr<LaneStream> owned) {
   PythonThread python;
+  starting_--;
   LaneStream& lane = *owned;
   try {
     auto scratch = newMessageScratch();

@@ -36,7 +36,8 @@ public:
   KJ_DISALLOW_COPY(LaneServer);
 
   bool waitUntilIdle(std::chrono::milliseconds limit) const;
-  // Whether, within `limit`, no lane is inside a callback.
+  // Whether, within `limit`, no lane is inside a callback and no lane thread is still
+  // starting (one would take the GIL: not while the interpreter finalizes).
 
 private:
   void takeLanes();
@@ -53,6 +54,7 @@ private:
   HandleTable& handles_;
   SharedData data_;
   std::atomic<int> busy_{0};
+  std::atomic<int> starting_{0};  // lane threads not yet past their Python thread state
 };
 
 }  // namespace pyworker

@@ -176,7 +176,8 @@ void forgetForeignMainThread() {
   // pdb=on: the waiting breakpoints' directory goes with the worker, however it ends here.
   removePdbRendezvous();
   bool idle = executor.waitUntilIdle(std::chrono::milliseconds(500)) &&
-              (!lanes || lanes->waitUntilIdle(std::chrono::milliseconds(500)));
+              (!lanes || lanes->waitUntilIdle(std::chrono::milliseconds(500))) &&
+              executor.stop(std::chrono::milliseconds(500));
   if (!idle) {
     // A callback is still running (maybe hung, maybe holding the GIL): finalizing would wait
     // for it. The plugin is gone, so nobody wants its answer.

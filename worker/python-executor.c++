@@ -42,6 +42,13 @@ void PythonExecutor::submit(kj::Function<void()> job) {
   }
 }
 
+bool PythonExecutor::stop(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mutex);
+  stopping = true;
+  wake.notify_all();
+  return ended.wait_for(lock, limit, [this]() { return threads == 0; });
+}
+
 bool PythonExecutor::waitUntilIdle(std::chrono::milliseconds limit) {
   std::unique_lock lock(mutex);
   return idleChanged.wait_for(lock, limit, [this]() { return pending == 0; });

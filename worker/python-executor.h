@@ -38,6 +38,11 @@ public:
   // Jobs queued or running. Zero means no thread is inside the script right now.
 
   bool waitUntilIdle(std::chrono::milliseconds limit);
+  bool stop(std::chrono::milliseconds limit);
+  // Lets every thread end (a job still queued runs first) and waits up to `limit` for them:
+  // whether none is left. Before Py_FinalizeEx: a thread still starting would meet the
+  // finalizing interpreter in PyGILState_Ensure(), where CPython ends it with pthread_exit()
+  // (which AddressSanitizer takes for a stack overflow).
   // Whether busy() reached zero within `limit`. A job's reply can reach the plugin (and the
   // plugin hang up) a moment before the pool thread has counted the job done.
 
