@@ -245,14 +245,15 @@ void pyworkerDumpPlugin() {
 
 int pyworkerPreconnect(int readonly) {
   return guarded("preconnect", -1, [&] {
-    // No export name yet, and nbdkit_is_tls() is not available this early.
-    auto context = ConnectionContext::capture(false, false, hasPeer());
     bool succeeded = false;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       if (!instance->scriptFacts().preconnect) {
         succeeded = true;  // nbdkit python's answer without one
         return;
       }
+      // No export name yet, and nbdkit_is_tls() is not available this early. Captured only
+      // for a script that asks (eight system calls).
+      auto context = ConnectionContext::capture(false, false, hasPeer());
       succeeded = runStatusCall(*instance, [&](rpc::Worker::Client& w) {
         auto request = w.preconnectRequest();
         request.setReadonly(readonly);
@@ -266,8 +267,6 @@ int pyworkerPreconnect(int readonly) {
 
 int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports) {
   return guarded("list_exports", -1, [&] {
-    auto context = ConnectionContext::capture(false, false, hasPeer());
-    context.isTls = isTls;
     ScriptOutcome outcome;
     ExportList list;
     std::shared_ptr<WorkerInstance> from;
@@ -277,6 +276,8 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
         list.useDefault = true;  // as nbdkit python without one
         return;
       }
+      auto context = ConnectionContext::capture(false, false, hasPeer());
+      context.isTls = isTls;
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.listExportsRequest();
         request.setReadonly(readonly);
@@ -302,14 +303,14 @@ int pyworkerListExports(int readonly, int isTls, struct nbdkit_exports* exports)
 
 const char* pyworkerDefaultExport(int readonly, int isTls) {
   return guarded("default_export", static_cast<const char*>(nullptr), [&]() -> const char* {
-    auto context = ConnectionContext::capture(false, false, hasPeer());
-    context.isTls = isTls;
     ScriptOutcome outcome;
     std::string name;
     std::shared_ptr<WorkerInstance> from;
     withLiveWorker(Purpose::BEFORE_OPEN, [&](const std::shared_ptr<WorkerInstance>& instance) {
       from = instance;
       if (!instance->scriptFacts().defaultExport) return;  // "", as nbdkit python
+      auto context = ConnectionContext::capture(false, false, hasPeer());
+      context.isTls = isTls;
       instance->run([&](rpc::Worker::Client& worker) {
         auto request = worker.defaultExportRequest();
         request.setReadonly(readonly);

@@ -45,7 +45,9 @@ private:
   // 0 once a thread serves `lane` (which it then owns), else the errno and `lane` is kept.
   bool refuse(LaneStream& lane, int error);
   void serve(std::unique_ptr<LaneStream> lane);
-  void answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch);
+  std::chrono::microseconds answer(LaneStream& lane, kj::ArrayPtr<capnp::word> scratch,
+                                   std::chrono::microseconds spin);
+  // One call, read after polling for it up to `spin`; returns how long to poll for the next.
   Outcome run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder reply);
   uint8_t* sharedRange(uint64_t offset, uint32_t length, uint32_t count) const;
 
