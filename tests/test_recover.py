@@ -65,10 +65,15 @@ class RecoverTest(NbdkitTestCase):
         self.assertEqual(bytes(h.pread(65536, 8192)), data)  # no error, same data
         after = info(h)
         self.assertNotEqual(after["pid"], before["pid"])
-        # Opened again with what the client gave: export name, readonly flag, TLS.
-        self.assertEqual({k: after[k] for k in ("export", "readonly", "tls")},
-                         {k: before[k] for k in ("export", "readonly", "tls")})
+        # Opened again with what the client gave: export name, readonly flag, TLS, and the
+        # same peer identity through the nbdkit module (the client is libnbd in this process,
+        # over a Unix socket: its credentials are this process's).
+        given = ("export", "readonly", "tls", "peer_pid", "peer_uid", "peer_gid")
+        self.assertEqual({k: after[k] for k in given}, {k: before[k] for k in given})
         self.assertEqual(after["export"], "disk-a")
+        self.assertEqual((before["peer_pid"], before["peer_uid"], before["peer_gid"]),
+                         (str(os.getpid()), str(os.getuid()), str(os.getgid())))
+        self.assertEqual(after["served"], after["pid"])
         self.assertRegex(server.stderr(), REOPENED % ("disk-a", old))
         # Once per death, however many requests follow.
         h.pread(512, 0)
@@ -183,6 +188,86 @@ class RecoverTest(NbdkitTestCase):
                 return False
         self.assertTrue(wait_until(served, 30, interval=0.5), server.stderr())
         self.assertGreater(time.monotonic() - began, 10)  # not before the window has passed
+
+    def served_by(self, h, reads=3):
+        """The worker that opened h's handle, after checking that it answered `reads` reads."""
+        seen = [info(h) for _ in range(reads)]
+        self.assertEqual({(s["pid"], s["served"]) for s in seen}, {(seen[0]["pid"],) * 2})
+        return int(seen[0]["pid"])
+
+    def test_with_workers_2_a_connection_reopens_on_its_slots_replacement(self):
+        server = self.serve("workers=2")
+        # Slots take turns at open: "a" and "c" on one worker, "b" on the other; new
+        # connections' turn is then at b's worker, live and idle, so a re-open that went where
+        # a new connection would (rather than to its slot's replacement) would land there.
+        conns = {name: server.connect(export=name) for name in ("a", "b", "c")}
+        first = {name: self.served_by(h) for name, h in conns.items()}
+        dead, other = first["a"], first["b"]
+        self.assertNotEqual(dead, other)
+        self.assertEqual(first["c"], dead, first)
+        with open(self.path, "rb") as f:
+            expected = f.read(65536)
+        os.kill(dead, signal.SIGKILL)
+        self.assertTrue(wait_until(lambda: not pid_alive(dead), harness.scaled(5)))
+        # The other worker's connection is untouched: same handle, same worker, no re-open.
+        self.assertEqual(self.served_by(conns["b"]), other)
+        self.assertEqual(bytes(conns["b"].pread(65536, 0)), expected)
+        # The dead worker's connections both re-open on one new worker, its slot's replacement.
+        self.assertEqual(bytes(conns["a"].pread(65536, 0)), expected)
+        new = self.served_by(conns["a"])
+        self.assertNotIn(new, (dead, other))
+        self.assertEqual(self.served_by(conns["c"]), new)
+        self.assertEqual(bytes(conns["c"].pread(65536, 0)), expected)
+        log = server.stderr()
+        for name in ("a", "c"):
+            reopened = re.search(REOPENED % (name, dead), log)
+            self.assertIsNotNone(reopened, log)
+            self.assertEqual(int(reopened.group(1)), new)
+        self.assertNotIn('(export "b") re-opened', log)
+        self.assertEqual(len(re.findall("re-opened", log)), 2, log)
+        self.assertEqual(self.served_by(conns["b"]), other)
+        # Two workers, as workers=2 says: the survivor and the replacement, no third.
+        self.assertEqual(sorted(worker_pids(self.token)), sorted([other, new]))
+
+    def test_after_a_reload_a_retired_workers_connection_reopens_on_the_new_generation(self):
+        server = self.serve("workers=2", "reload=on-change")
+        x, y = server.connect(export="x"), server.connect(export="y")
+        old_x, old_y = self.served_by(x), self.served_by(y)
+        self.assertNotEqual(old_x, old_y)
+        # A change to the script (as editors save: a new file renamed over it) reloads.
+        with open(server.script) as f:
+            text = f.read()
+        with open(server.script + ".new", "w") as f:
+            f.write(text + "\n# changed by the test\n")
+        os.rename(server.script + ".new", server.script)
+        self.assertTrue(wait_until(lambda: "pyworker: reloaded" in server.stderr(),
+                                   harness.scaled(15)), server.stderr())
+        reload = re.search(r"pyworker: reloaded .*: worker process (\d+) -> (\d+), "
+                           r"(\d+) -> (\d+)$", server.stderr(), re.M)
+        self.assertIsNotNone(reload, server.stderr())
+        generation = {int(reload.group(1)): int(reload.group(2)),
+                      int(reload.group(3)): int(reload.group(4))}
+        self.assertEqual(set(generation), {old_x, old_y})
+        # The retired workers still serve the connections opened before the reload.
+        self.assertEqual((self.served_by(x), self.served_by(y)), (old_x, old_y))
+        os.kill(old_x, signal.SIGKILL)
+        self.assertTrue(wait_until(lambda: not pid_alive(old_x), harness.scaled(5)))
+        with open(self.path, "rb") as f:
+            expected = f.read(65536)
+        self.assertEqual(bytes(x.pread(65536, 0)), expected)
+        # Re-opened on the new generation's worker of its slot: not on the other retired
+        # worker (alive, serving y), not on a replacement of the retired one.
+        reopened = self.served_by(x)
+        self.assertEqual(reopened, generation[old_x], (old_x, generation))
+        found = re.search(REOPENED % ("x", old_x), server.stderr())
+        self.assertIsNotNone(found, server.stderr())
+        self.assertEqual(int(found.group(1)), reopened)
+        # y stays on its retired worker; new connections go to the new generation.
+        self.assertEqual(self.served_by(y), old_y)
+        self.assertNotIn('(export "y") re-opened', server.stderr())
+        self.assertIn(self.served_by(server.connect(export="z")), set(generation.values()))
+        self.assertEqual(sorted(worker_pids(self.token)),
+                         sorted([old_y] + list(generation.values())))
 
     def test_recover_off_is_as_before(self):
         server = self.start(self.script("recover.py"), "file=" + self.disk())
