@@ -2,11 +2,11 @@
 // One nbdkit connection (nbdkit's per-connection handle): what it was opened with, the answers
 // nbdkit has cached from it, and its bindings to the worker handles that serve it: one, or
 // with spread=on one on every worker. The bindings are read and changed under the
-// connection's own lock; no capnp object lives here (a handle's capability stays on its
-// worker's RPC thread, keyed by handle id). With recover=reopen a connection whose worker is
-// lost is bound again, to a handle opened on the worker that replaces it, and the requests
-// that were in flight are sent again (a spread connection sends them to its other handles and
-// re-opens the lost one at its next request).
+// connection's own lock; no capnp object lives here (a handle is an id in its worker's
+// handle table, from the open lane call to the close one). With recover=reopen a connection
+// whose worker is lost is bound again, to a handle opened on the worker that replaces it, and
+// the requests that were in flight are sent again (a spread connection sends them to its other
+// handles and re-opens the lost one at its next request).
 
 #include <atomic>
 #include <chrono>
@@ -95,8 +95,8 @@ public:
 
   ScriptOutcome close();
   // The script's close() on every handle's worker, on a lane (so on the calling nbdkit
-  // thread), then the handle's capability released there; the first failure is the outcome.
-  // Nothing to close on a lost worker: no re-open for that.
+  // thread); the first failure is the outcome. Nothing to close on a lost worker: no re-open
+  // for that.
 
   std::shared_ptr<WorkerInstance> first() const;
   // The worker of the handle whose answers nbdkit caches: what it said of its script

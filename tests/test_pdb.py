@@ -193,7 +193,7 @@ class PdbTest(NbdkitTestCase):
         self.assertEqual(stopped.data, block(8192))
 
     def test_a_waiting_request_outlives_timeout(self):
-        server = self.serve("timeout=0.5")  # pread is a lane call; open below is RPC
+        server = self.serve("timeout=0.5")  # pread is a lane call; default_export below is RPC
         [worker] = self.assertWorkerRunning()
         stopped = Read(server.connect(), 8192)
         self.waiting(server)
@@ -208,12 +208,12 @@ class PdbTest(NbdkitTestCase):
         self.assertNotIn("timeout", server.stderr())
         self.assertEqual(self.assertWorkerRunning(), [worker])
 
-    def test_a_breakpoint_in_open_outlives_timeout(self):
-        # open() is an RPC call (not a lane): its deadline pauses the same way.
+    def test_a_breakpoint_in_an_rpc_callback_outlives_timeout(self):
+        # default_export() is an RPC call (not a lane): its deadline pauses the same way.
         text = SCRIPT % "pass" + """
-def open(readonly):
+def default_export(readonly, is_tls):
     breakpoint()
-    return 1
+    return ""
 """
         server = self.serve("timeout=0.5", text=text)
         opened = {}
@@ -226,7 +226,8 @@ def open(readonly):
         thread = threading.Thread(target=connect, daemon=True)
         thread.start()
         self.waiting(server)
-        self.assertIn("waits at a breakpoint in open (%s:" % server.script, server.stderr())
+        self.assertIn("waits at a breakpoint in default_export (%s:" % server.script,
+                      server.stderr())
         threading.Event().wait(2)
         r = self.tool("pdb", server.pid, commands="p readonly\nc\n")
         self.assertIn("(Pdb) False\n", r.stdout, r.stderr)
