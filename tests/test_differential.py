@@ -4,6 +4,7 @@
 
 import io
 import os
+import re
 import sys
 import unittest
 
@@ -11,6 +12,8 @@ import harness
 
 sys.path.insert(0, os.path.join(harness.HERE, "differential"))
 import run as differential  # noqa: E402
+
+MINIMUM_VARIANTS = 400  # issue 21: "at least 400 variants in the normal CI run"
 
 
 def leftover_workers():
@@ -39,6 +42,17 @@ class DifferentialTest(unittest.TestCase):
                                    out=out)
         sys.stdout.write(out.getvalue())
         self.assertEqual(status, 0, out.getvalue()[-4000:])
+        # Issue 21 demands at least 400 variants in the normal run: the suite must not shrink
+        # silently (a generator losing a family, a filter left in), and every variant run must
+        # have been compared (agreeing or a listed deliberate difference).
+        summary = re.search(r"^(\d+) variants in \d+ s \(\d+ jobs\): (\d+) agree, (\d+) "
+                            r"deliberate differences, (\d+) unexpected differences$",
+                            out.getvalue(), re.M)
+        self.assertIsNotNone(summary, "no summary line:\n" + out.getvalue()[-4000:])
+        ran, agree, deliberate, unexpected = map(int, summary.groups())
+        self.assertGreaterEqual(ran, MINIMUM_VARIANTS, summary.group(0))
+        self.assertEqual(agree + deliberate, ran, summary.group(0))
+        self.assertEqual(unexpected, 0, summary.group(0))
         self.assertTrue(harness.wait_until(lambda: not leftover_workers(), 10),
                         "workers left: %s" % leftover_workers())
 

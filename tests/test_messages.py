@@ -1,11 +1,13 @@
 """Messages that say what the user did and what happened (issue 20, items 4 and 5): a
 reload-trigger= in a directory that does not exist is refused at start-up, naming key and value,
 in the foreground and as a daemon; -s over pipes (as over ssh) logs no peername errors; a bare
-word after the script is refused as nbdkit python refuses it; a shutdown with a stalled call
-logs what pyworker did, not an error from its own watch.
+word after the script is refused as nbdkit python refuses it; os.abort() in config() is reported
+as config() losing the worker, with its pid, signal and the key=value; a shutdown with a stalled
+call logs what pyworker did, not an error from its own watch.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -111,6 +113,52 @@ class PipesTest(NbdkitTestCase):
         log = self.serve_over_pipes(harness.PYWORKER)
         self.assertNotIn("peername", log)
         self.assertNotIn("error", log)
+
+
+class AbortInConfigTest(NbdkitTestCase):
+
+    SCRIPT = """\
+import os
+
+def config(key, value):
+    if key == "abort":  # value: where to write the worker's pid first
+        # (open is the script's callback here: os.open for the pid file)
+        fd = os.open(value, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os.abort()
+
+def get_size(h):
+    return 1048576
+
+def open(readonly):
+    return 1
+
+def pread(h, buf, offset, flags):
+    buf[:] = bytes(len(buf))
+"""
+
+    def test_abort_in_config_names_config_the_pid_the_signal_and_the_parameter(self):
+        # Before: "config_complete: lost the worker process (pid -1)".
+        if harness.REFERENCE:
+            self.skipTest("in-process, os.abort() kills nbdkit itself")
+        script = self.script("messages-abort-in-config.py", self.SCRIPT)
+        sock = os.path.join(self.tmp, "abort.sock")
+        pidfile = os.path.join(self.tmp, "aborted-worker.pid")
+        # Fails, and does not hang: run_nbdkit fails the test on its timeout.
+        r = self.run_nbdkit("-f", "-U", sock, script=script,
+                            params=["size=1M", "abort=" + pidfile], timeout=harness.scaled(30))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        with open(pidfile) as f:
+            pid = int(f.read())  # the worker that ran config() and aborted
+        found = re.search(r"pyworker: config: lost the worker process \(pid (\d+), killed by "
+                          r"SIGABRT(?: \(core dumped\))?\) while the script's config\(\) ran "
+                          r"with abort=%s$" % re.escape(pidfile), r.stderr, re.M)
+        self.assertIsNotNone(found, r.stderr)
+        self.assertEqual(int(found.group(1)), pid, r.stderr)
+        self.assertNotIn("pid -1", r.stderr)
+        self.assertNotIn("config_complete", r.stderr)
+        self.assertFalse(os.path.exists(sock))
 
 
 class StalledShutdownTest(NbdkitTestCase):
