@@ -141,15 +141,42 @@ def stop_process(pid, timeout=10):
         raise AssertionError("process %d did not stop within %s s of SIGSTOP" % (pid, timeout))
 
 
-def leads_its_process_group(pid):
-    """Workers are spawned as process group leaders; what a script forks from a worker has the
-    same executable and title but leads no group (tools/pyworker-debug tells them apart so)."""
+def _stat_fields(pid):
+    """/proc/PID/stat fields after the command name: [state, ppid, pgrp, session, ...]."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _has_worker_image(pid):
+    """pid runs the worker's executable, or carries its title (readable without ptrace)."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        exe = os.path.basename(os.readlink("/proc/%d/exe" % pid))
+    except OSError:
+        exe = ""
+    if exe.startswith(WORKER_NAME):
+        return True
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
         return False
-    return int(fields[2]) == pid
+    return os.path.basename(argv0) == WORKER_NAME or argv0.startswith(WORKER_NAME + " ")
+
+
+def spawned_as_worker(pid):
+    """Whether pid looks spawned by the plugin as a worker (posix_spawn with setpgroup: it leads
+    a process group of its own in nbdkit's session). What a script forks without exec has the
+    worker's executable and title too: a plain fork leads no group; one that called setsid()
+    leads its session as well; one that called setpgid(0, 0) has a parent of the worker's
+    image (its forker, or the worker itself: the child subreaper of its script's orphans).
+    tools/pyworker-debug tells them apart the same way."""
+    try:
+        fields = _stat_fields(pid)
+        parent, group, session = int(fields[1]), int(fields[2]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return False
+    return (group == pid and session != pid and _has_worker_image(pid)
+            and not _has_worker_image(parent))
 
 
 def worker_pids(token):
@@ -160,19 +187,11 @@ def worker_pids(token):
         if not entry.isdigit():
             continue
         pid = int(entry)
-        if not leads_its_process_group(pid):
+        if not spawned_as_worker(pid):
             continue
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 argv = f.read().split(b"\0")
-            try:
-                exe = os.path.basename(os.readlink("/proc/%d/exe" % pid))
-            except OSError:
-                exe = ""
-            is_worker = (exe.startswith(WORKER_NAME)
-                         or os.path.basename(argv[0]).decode(errors="replace") == WORKER_NAME)
-            if not is_worker:
-                continue
             tok = token.encode()
             mine = any(tok in a for a in argv)
             if not mine:

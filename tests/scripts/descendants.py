@@ -1,7 +1,9 @@
 # A script that starts processes in open (issue 18): a forked child, its grandchild, a
 # subprocess.Popen(["sleep", "1000"]) and a daemon that called setsid() and double-forked. Each
 # writes "ROLE PID" to the file named by pids= itself (the daemon's pid is known only to it).
-# pread at 4096 hangs (for timeout=).
+# With leaders=1, open also forks a child that calls setsid() and one that calls setpgid(0, 0),
+# each staying there without exec: same executable and title as the worker, each leading a
+# process group (not to be taken for workers). pread at 4096 hangs (for timeout=).
 import os
 import subprocess
 import time
@@ -9,13 +11,16 @@ import time
 API_VERSION = 2
 
 pidfile = None
+leaders = False
 helpers = []
 
 
 def config(key, value):
-    global pidfile
+    global pidfile, leaders
     if key == "pids":
         pidfile = value
+    elif key == "leaders":
+        leaders = value == "1"
     else:
         raise RuntimeError("unknown parameter " + key)
 
@@ -58,7 +63,22 @@ def daemon():
     time.sleep(1000)
 
 
+def session_leader():
+    os.setsid()
+    record("session-leader")
+    time.sleep(1000)
+
+
+def group_leader():
+    os.setpgid(0, 0)
+    record("group-leader")
+    time.sleep(1000)
+
+
 def open(readonly):
+    if leaders:
+        forked(session_leader)
+        forked(group_leader)
     forked(child)
     popen = subprocess.Popen(["sleep", "1000"])
     helpers.append(popen)
