@@ -21,6 +21,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <kj/function.h>
 
 #include <malloc.h>
 #include <signal.h>
@@ -172,7 +173,7 @@ void forgetForeignMainThread() {
 }
 
 [[noreturn]] void finish(PythonExecutor& executor, const LaneServer* lanes,
-                         PyThreadState* mainThread) {
+                         PyThreadState* mainThread, kj::FunctionParam<void()> closeLeftOver) {
   // pdb=on: the waiting breakpoints' directory goes with the worker, however it ends here.
   removePdbRendezvous();
   bool idle = executor.waitUntilIdle(std::chrono::milliseconds(500)) &&
@@ -193,6 +194,9 @@ void forgetForeignMainThread() {
     fflush(nullptr);
     _exit(0);
   });
+  // The handles the plugin left open get their close() first, as nbdkit closes every
+  // connection before unload (no call runs on them now: the lanes are idle).
+  closeLeftOver();
   PyEval_RestoreThread(mainThread);
   forgetForeignMainThread();
   Py_FinalizeEx();
@@ -301,12 +305,11 @@ int run(const Arguments& arguments) {
 
   serving.onDisconnect().wait(io.waitScope);
   orderlyExitBegun();
-  // The plugin is gone (retired this worker, or nbdkit ended) with handles open: their
-  // close() runs now, as when nbdkit closes its connections.
-  // A call still running gets as long as finish() gives it.
-  HandleCallbacks(script, host).closeLeftOver(handles, std::chrono::milliseconds(500));
   host.disconnect();
-  finish(executor, lanes ? &*lanes : nullptr, mainThread);
+  // The plugin is gone (it retired this worker, or nbdkit ended), maybe with handles open.
+  finish(executor, lanes ? &*lanes : nullptr, mainThread, [&]() {
+    HandleCallbacks(script, host).closeLeftOver(handles, std::chrono::milliseconds(0));
+  });
 }
 
 }  // namespace
