@@ -110,7 +110,7 @@ kj::Promise<void> RpcThread::watchProcess(kj::UnixEventPort& eventPort) {
   return readable.then([this]() {
     nbdkit_error("pyworker: worker process %d %s", static_cast<int>(process_.pid()),
                  process_.describeExit().c_str());
-    removePdbLeftovers(process_.pid());  // pdb=on: a dead worker could not remove its own
+    if (process_.pdb()) removePdbLeftovers(process_.pid());  // a dead worker could not
     onExit_();
   }).attach(kj::mv(observer));
 }

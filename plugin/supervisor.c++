@@ -73,6 +73,7 @@ std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const ch
   auto process = std::make_unique<WorkerProcess>(setup_.workerPath, baseName(setup_.script),
                                                  withConfigSocket, setup_.memoryLimit,
                                                  setup_.workerArguments);
+  if (setup_.pdb) process->removesPdbRendezvous();
   int pid = static_cast<int>(process->pid());
   nbdkit_debug("pyworker: started %s process %d for %s", what, pid, setup_.script.c_str());
   if (setup_.debugWait && !setup_.pdb) {  // with pdb=on the worker says it (pdb-session.h)

@@ -320,7 +320,7 @@ void WorkerProcess::stop(kj::Duration grace) {
     }
   }
   if (cgroup_) cgroup_->remove();  // also when connections nbdkit never closed hold this
-  removePdbLeftovers(pid_);  // pdb=on: a worker killed here could not remove its own
+  if (pdb_) removePdbLeftovers(pid_);  // a worker killed here could not remove its own
   nbdkit_debug("pyworker: worker process %d exited", static_cast<int>(pid_));
 }
 

@@ -48,6 +48,11 @@ public:
   // has loaded anything of the script.
   ~WorkerProcess() noexcept;
   // Stops the worker (see stop()).
+
+  void removesPdbRendezvous() { pdb_ = true; }
+  bool pdb() const { return pdb_; }
+  // pdb=on: once this worker has ended, whoever sees it first removes the breakpoints'
+  // directory it could not (removePdbLeftovers). Without pdb there is none to look for.
   KJ_DISALLOW_COPY(WorkerProcess);
 
   Sockets takeSockets();
@@ -106,6 +111,7 @@ private:
   size_t dataSize_ = 0;
   std::unique_ptr<SharedArena> arena_;
   std::optional<WorkerCgroup> cgroup_;
+  bool pdb_ = false;
   // Where one can be made (worker-cgroup.h): ends everything the script started, setsid()
   // daemons of a worker that died by itself included. Removed after the worker (declared
   // before what is destroyed first).

@@ -91,6 +91,13 @@ class PdbTest(NbdkitTestCase):
             if server.proc.poll() is not None or self.tool("pdb", server.pid).returncode != 0:
                 return
 
+    def stop_a_read(self, server):
+        """The worker, and a read of block 8192 waiting at its breakpoint."""
+        [worker] = self.assertWorkerRunning()
+        stopped = Read(server.connect(), 8192)
+        self.waiting(server)
+        return worker, stopped
+
     def waiting(self, server, count=1):
         """Waits until the log has said `count` times that a breakpoint waits."""
         self.assertTrue(wait_until(lambda: server.stderr().count("waits at a breakpoint")
@@ -108,9 +115,7 @@ class PdbTest(NbdkitTestCase):
 
     def test_breakpoint_waits_evaluates_and_continues(self):
         server = self.serve()
-        [worker] = self.assertWorkerRunning()
-        stopped = Read(server.connect(), 8192)
-        self.waiting(server)
+        worker, stopped = self.stop_a_read(server)
         self.assertIn("pyworker: worker process %d waits at a breakpoint in pread (%s:%d): "
                       "tools/pyworker-debug pdb %d"
                       % (worker, server.script, BREAKPOINT_LINE, server.pid), server.stderr())
@@ -144,9 +149,7 @@ class PdbTest(NbdkitTestCase):
 
     def test_quit_fails_the_request_with_eio(self):
         server = self.serve(call="import pdb; pdb.set_trace()")  # pdb's own way in, too
-        [worker] = self.assertWorkerRunning()
-        stopped = Read(server.connect(), 8192)
-        self.waiting(server)
+        worker, stopped = self.stop_a_read(server)
         r = self.tool("pdb", server.pid, commands="p offset\nq\n")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("(Pdb) 8192\n", r.stdout)
@@ -194,9 +197,7 @@ class PdbTest(NbdkitTestCase):
 
     def test_a_waiting_request_outlives_timeout(self):
         server = self.serve("timeout=0.5")  # pread is a lane call; default_export below is RPC
-        [worker] = self.assertWorkerRunning()
-        stopped = Read(server.connect(), 8192)
-        self.waiting(server)
+        worker, stopped = self.stop_a_read(server)
         # Several times timeout= at the breakpoint, and stepping: nothing may give up on it.
         threading.Event().wait(2)
         r = self.tool("pdb", server.pid, commands="n\nn\np tripled\nc\n")
@@ -238,9 +239,7 @@ def default_export(readonly, is_tls):
 
     def test_another_user_cannot_attach(self):
         server = self.serve()
-        [worker] = self.assertWorkerRunning()
-        stopped = Read(server.connect(), 8192)
-        self.waiting(server)
+        worker, stopped = self.stop_a_read(server)
         directory = rendezvous_of(worker)
         st = os.stat(directory)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
@@ -276,9 +275,7 @@ def default_export(readonly, is_tls):
         os.chmod(self.tmp, 0o755)  # nobody must reach the script
         server = self.serve(args=["-u", "nobody", "-g", "nogroup"])
         os.chmod(server.script, 0o644)
-        [worker] = self.assertWorkerRunning()
-        stopped = Read(server.connect(), 8192)
-        self.waiting(server)
+        worker, stopped = self.stop_a_read(server)
         directory = rendezvous_of(worker)
         self.assertEqual(os.stat(directory).st_uid, nobody)
         r = self.tool("pdb", server.pid, commands="p tripled\nc\n", as_user="nobody")
@@ -289,9 +286,7 @@ def default_export(readonly, is_tls):
 
     def test_the_rendezvous_of_a_killed_worker_is_removed(self):
         server = self.serve()
-        [worker] = self.assertWorkerRunning()
-        stopped = Read(server.connect(), 8192)
-        self.waiting(server)
+        worker, stopped = self.stop_a_read(server)
         directory = rendezvous_of(worker)
         os.kill(worker, signal.SIGKILL)  # it cannot clean up: the plugin does
         self.assertTrue(stopped.finish())
