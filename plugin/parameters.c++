@@ -22,6 +22,9 @@ constexpr unsigned MAX_WORKERS = 64;
 constexpr uint64_t MINIMUM_MEMORY = 256 * 1024 * 1024;
 // Below this a worker cannot even start: an embedded Python, its threads' stacks and malloc
 // arenas, and the 66 MiB of shared data memory all count against RLIMIT_AS.
+constexpr uint64_t MINIMUM_THREAD_STACK = 128 * 1024;
+// musl's default thread stack, on which nbdkit and its filters are built and tested.
+constexpr uint64_t MAXIMUM_THREAD_STACK = 1024 * 1024 * 1024;
 constexpr double MAXIMUM_SECONDS = 365.0 * 24 * 3600;
 
 unsigned parseCount(const std::string& key, const std::string& value) {
@@ -201,6 +204,15 @@ void Parameters::accept(std::string_view keyView, std::string_view valueView) {
       throw ParameterError("memory=" + value + ": too small for a Python worker (at least 256M)");
     }
     memoryLimit_ = *bytes;
+  } else if (key == "thread-stack") {
+    auto bytes = parseSize_ ? parseSize_(value) : std::nullopt;
+    if (!bytes) {
+      throw ParameterError("thread-stack=" + value + ": expected a size such as 1M or 8M");
+    }
+    if (*bytes < MINIMUM_THREAD_STACK || *bytes > MAXIMUM_THREAD_STACK) {
+      throw ParameterError("thread-stack=" + value + ": expected 128K to 1G");
+    }
+    threadStack_ = *bytes;
   } else if (key == "sandbox") {
     if (value == "on") {
       sandbox_ = SandboxMode::ON;

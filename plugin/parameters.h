@@ -76,6 +76,9 @@ public:
   // timeout=SECONDS: longest a callback may run before its worker is killed. None: no limit.
   const std::optional<uint64_t>& memoryLimit() const { return memoryLimit_; }
   // memory=SIZE: the worker's address-space limit (RLIMIT_AS) in bytes.
+  const std::optional<uint64_t>& threadStack() const { return threadStack_; }
+  // thread-stack=SIZE: the stack of each thread nbdkit starts once configured (none given:
+  // plugin/thread-stacks.h's default).
   bool reloadOnChange() const { return reloadOnChange_; }
   // reload=on-change: a changed script is loaded into new workers for new connections.
   const std::optional<std::string>& reloadTrigger() const { return reloadTrigger_; }
@@ -118,6 +121,7 @@ private:
   SizeParser parseSize_;
   std::optional<std::chrono::milliseconds> timeout_;
   std::optional<uint64_t> memoryLimit_;
+  std::optional<uint64_t> threadStack_;
   bool debugWait_ = false;
   bool pdb_ = false;
   bool recoverByReopening_ = false;

@@ -27,6 +27,7 @@
 #include "reopen.h"
 #include "spread.h"
 #include "script-outcome.h"
+#include "thread-stacks.h"
 
 #if !defined(PYWORKER_PYTHON_VERSION) || !defined(PYWORKER_PYTHON_ABI_VERSION)
 #error "the build must define PYWORKER_PYTHON_VERSION and PYWORKER_PYTHON_ABI_VERSION"
@@ -158,6 +159,10 @@ int pyworkerConfig(const char* key, const char* value) {
 int pyworkerConfigComplete() {
   return guarded("config_complete", -1, [&] {
     state().supervisor().forEachWorker([](WorkerLink& link) { configComplete(link); });
+    // Before nbdkit starts any thread (its first is for the first connection, after the fork).
+    auto stacks = setDefaultThreadStack(state().parameters().threadStack());
+    nbdkit_debug("pyworker: nbdkit's threads get %zu KiB stacks (were %zu KiB): none of them "
+                 "runs Python", stacks.after / 1024, stacks.before / 1024);
     return 0;
   });
 }

@@ -99,6 +99,7 @@ TEST(PluginParameters, SupervisionDefaults) {
   Parameters p(fakeParseSize);
   EXPECT_FALSE(p.timeout().has_value());
   EXPECT_FALSE(p.memoryLimit().has_value());
+  EXPECT_FALSE(p.threadStack().has_value());
   EXPECT_EQ(p.maxRestarts(), 5u);
   EXPECT_EQ(p.restartWindow(), std::chrono::seconds(60));
 }
@@ -107,10 +108,12 @@ TEST(PluginParameters, SupervisionValues) {
   Parameters p(fakeParseSize);
   p.accept("timeout", "2.5");
   p.accept("memory", "512M");
+  p.accept("thread-stack", "8M");
   p.accept("max-restarts", "0");
   p.accept("restart-window", "10");
   EXPECT_EQ(*p.timeout(), std::chrono::milliseconds(2500));
   EXPECT_EQ(*p.memoryLimit(), 512u << 20);
+  EXPECT_EQ(*p.threadStack(), 8u << 20);
   EXPECT_EQ(p.maxRestarts(), 0u);
   EXPECT_EQ(p.restartWindow(), std::chrono::seconds(10));
   EXPECT_TRUE(p.scriptConfig().empty()) << "pyworker's keys must not reach the script";
@@ -134,6 +137,10 @@ TEST(PluginParameters, BadSupervisionValuesNameTheProblem) {
   EXPECT_EQ(message("memory", "255M"),
             "memory=255M: too small for a Python worker (at least 256M)");
   EXPECT_EQ(message("memory", "1M"), "memory=1M: too small for a Python worker (at least 256M)");
+  EXPECT_EQ(message("thread-stack", "big"), "thread-stack=big: expected a size such as 1M or 8M");
+  EXPECT_EQ(message("thread-stack", "65536"), "thread-stack=65536: expected 128K to 1G");
+  EXPECT_EQ(message("thread-stack", "2G"), "thread-stack=2G: expected 128K to 1G");
+  EXPECT_EQ(message("thread-stack", "131072"), "accepted");
   EXPECT_EQ(message("max-restarts", "-3"), "max-restarts=-3: expected a whole number");
   EXPECT_EQ(message("max-restarts", "3x"), "max-restarts=3x: expected a whole number");
   EXPECT_EQ(message("restart-window", "0.5"),
