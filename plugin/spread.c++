@@ -85,14 +85,20 @@ std::vector<Connection::Binding> spreadConnection(const Connection& connection,
     return {};
   }
   size_t slots = state().supervisor().slotCount();
-  std::vector<std::future<Attempt>> others;
+  std::vector<size_t> otherSlots;
   for (size_t slot = 0; slot < slots; ++slot) {
-    if (slot == first.instance->slot()) continue;
-    others.push_back(std::async(std::launch::async, [&, slot] {
+    if (slot != first.instance->slot()) otherSlots.push_back(slot);
+  }
+  // At once: one on this thread, each other on a thread of its own (with workers=2, none:
+  // a thread per connection costs nbdkit more than the round trips it would overlap).
+  std::vector<std::future<Attempt>> others;
+  for (size_t i = 1; i < otherSlots.size(); ++i) {
+    others.push_back(std::async(std::launch::async, [&, slot = otherSlots[i]] {
       return openBeside(connection, answers, slot);
     }));
   }
   std::vector<Attempt> attempts;
+  if (!otherSlots.empty()) attempts.push_back(openBeside(connection, answers, otherSlots.front()));
   for (auto& other : others) attempts.push_back(other.get());
   std::string why;
   for (auto& attempt : attempts) {

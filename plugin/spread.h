@@ -13,7 +13,7 @@ namespace pyworker {
 
 std::vector<Connection::Binding> spreadConnection(const Connection& connection,
                                                   const Connection::Binding& first);
-// A Connection::Spread: the handles on the other workers, opened at once (each on a thread of
-// its own), or none (logged; with -v only when the script's can_multi_conn is False).
+// A Connection::Spread: the handles on the other workers, opened at once (all but one on a
+// thread of its own), or none (logged; with -v only when the script's can_multi_conn is False).
 
 }  // namespace pyworker
