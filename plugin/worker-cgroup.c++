@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -69,14 +70,15 @@ bool alive(long pid) {
 
 void removeStale(const std::string& parent) {
   // Left by an nbdkit that was killed (its workers then exit by themselves, the directory
-  // stays): empty, and neither pid in the name lives. rmdir() refuses a populated cgroup.
+  // stays): the nbdkit named is gone, and the cgroup empty: rmdir() refuses a populated one
+  // (a worker still running, or started by an nbdkit before it forked into the background).
   DIR* dir = opendir(parent.c_str());
   if (!dir) return;
   while (dirent* entry = readdir(dir)) {
-    long nbdkit, worker;
+    long nbdkit, number;
     char rest;
-    if (sscanf(entry->d_name, "pyworker-%ld-%ld%c", &nbdkit, &worker, &rest) != 2) continue;
-    if (alive(nbdkit) || alive(worker)) continue;
+    if (sscanf(entry->d_name, "pyworker-%ld-%ld%c", &nbdkit, &number, &rest) != 2) continue;
+    if (alive(nbdkit)) continue;
     rmdir((parent + "/" + entry->d_name).c_str());
   }
   closedir(dir);
@@ -118,32 +120,49 @@ std::optional<std::string> cgroup2Directory(std::string& whyNot) {
   return std::nullopt;
 }
 
-std::optional<WorkerCgroup> WorkerCgroup::create(pid_t worker, std::string& whyNot) {
+std::optional<WorkerCgroup> WorkerCgroup::prepare(std::string& whyNot) {
+  static std::atomic<unsigned> made{0};
   auto parent = cgroup2Directory(whyNot);
   if (!parent) return std::nullopt;
   removeStale(*parent);
-  std::string path = *parent + "/" + PREFIX + std::to_string(getpid()) + "-" +
-                     std::to_string(worker);
-  if (mkdir(path.c_str(), 0755) < 0) {
-    whyNot = "cannot create a cgroup in " + *parent + ": " + strerror(errno);
+  std::string path;
+  for (;;) {
+    path = *parent + "/" + PREFIX + std::to_string(getpid()) + "-" + std::to_string(++made);
+    if (mkdir(path.c_str(), 0755) == 0) break;
+    // EEXIST: left by an earlier nbdkit of this pid (removeStale() spares it); take the next.
+    if (errno != EEXIST) {
+      whyNot = "cannot create a cgroup in " + *parent + ": " + strerror(errno);
+      return std::nullopt;
+    }
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    whyNot = "cannot open the cgroup " + path + ": " + strerror(errno);
+    rmdir(path.c_str());
     return std::nullopt;
   }
-  WorkerCgroup cgroup(path);
+  WorkerCgroup cgroup(path, kj::AutoCloseFd(fd));
   struct stat st;
-  if (stat((path + "/cgroup.kill").c_str(), &st) < 0) {
+  if (fstatat(fd, "cgroup.kill", &st, 0) < 0) {
     whyNot = "cgroup.kill is missing (Linux >= 5.14 has it)";
     return std::nullopt;  // removes the directory
-  }
-  int error;
-  if (!writeFile(path + "/cgroup.procs", std::to_string(worker), error)) {
-    whyNot = "cannot move the worker into " + path + ": " + strerror(error);
-    return std::nullopt;
   }
   return cgroup;
 }
 
+bool WorkerCgroup::adopt(pid_t worker, std::string& whyNot) {
+  int error;
+  if (!writeFile(path_ + "/cgroup.procs", std::to_string(worker), error)) {
+    whyNot = "cannot move the worker into " + path_ + ": " + strerror(error);
+    return false;
+  }
+  return true;
+}
+
 WorkerCgroup::WorkerCgroup(WorkerCgroup&& other) noexcept
-    : path_(std::move(other.path_)), removed_(other.removed_.exchange(true)) {}
+    : path_(std::move(other.path_)),
+      directory_(std::move(other.directory_)),
+      removed_(other.removed_.exchange(true)) {}
 
 void WorkerCgroup::remove() {
   if (removed_.load()) return;

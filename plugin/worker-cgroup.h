@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include <kj/io.h>
+
 #include <atomic>
 #include <optional>
 #include <string>
@@ -17,11 +19,22 @@ namespace pyworker {
 
 class WorkerCgroup {
 public:
-  static std::optional<WorkerCgroup> create(pid_t worker, std::string& whyNot);
-  // A new cgroup below nbdkit's own in the cgroup2 hierarchy, named
-  // pyworker-NBDKITPID-WORKERPID, with `worker` moved into it (call before the worker has run
-  // anything of the script). Empty cgroups left by an nbdkit that was killed (both pids gone)
-  // are removed on the way. nullopt, with the reason in `whyNot`, when that cannot be done.
+  static std::optional<WorkerCgroup> prepare(std::string& whyNot);
+  // A new, empty cgroup below nbdkit's own in the cgroup2 hierarchy, named
+  // pyworker-NBDKITPID-N (N counts this process's workers), for a worker about to be started
+  // in it (spawnWorker() with directory()). Empty cgroups left by an nbdkit that was killed are
+  // removed on the way. nullopt, with the reason in `whyNot`, when that cannot be done.
+  // Why start the worker in it rather than move it there: a move waits for an RCU grace
+  // period (cgroup_threadgroup_rwsem taken for writing), measured at 5-17 ms here, a third of
+  // nbdkit's start-up; clone3(CLONE_INTO_CGROUP) takes it only for reading.
+
+  bool adopt(pid_t worker, std::string& whyNot);
+  // Moves `worker` into the cgroup, for a worker that could not be started in it (a kernel
+  // or a container's seccomp profile without clone3). Call before it has run anything of the
+  // script. False, with the reason in `whyNot`, when that cannot be done.
+
+  int directory() const { return directory_.get(); }
+  // The cgroup's directory, open, for clone3's CLONE_INTO_CGROUP.
 
   WorkerCgroup(WorkerCgroup&& other) noexcept;
   WorkerCgroup& operator=(WorkerCgroup&&) = delete;
@@ -40,8 +53,10 @@ public:
   const std::string& path() const { return path_; }
 
 private:
-  explicit WorkerCgroup(std::string path) : path_(std::move(path)) {}
+  WorkerCgroup(std::string path, kj::AutoCloseFd directory)
+      : path_(std::move(path)), directory_(std::move(directory)) {}
   std::string path_;
+  kj::AutoCloseFd directory_;
   std::atomic<bool> removed_ = false;  // or moved from
 };
 
