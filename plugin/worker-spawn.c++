@@ -93,7 +93,7 @@ Spawned withPosixSpawn(const SpawnPlan& plan, char* const* argv) {
 
 bool cloneIntoCgroup(const SpawnPlan& plan, char* const* argv, int cgroupDirectory,
                      Spawned& spawned) {
-  // False when this kernel (or a seccomp profile) has no clone3 or no CLONE_INTO_CGROUP.
+  // False when the child could not be made this way; throws if it was, but exec failed.
   int reportPipe[2];
   KJ_SYSCALL(pipe2(reportPipe, O_CLOEXEC));
   kj::AutoCloseFd reportRead(reportPipe[0]), reportWrite(reportPipe[1]);
@@ -110,14 +110,11 @@ bool cloneIntoCgroup(const SpawnPlan& plan, char* const* argv, int cgroupDirecto
   pthread_sigmask(SIG_SETMASK, &all, &before);
   long pid = syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) becomeWorker(plan, argv, reportWrite.get());
-  int cloneError = errno;
   pthread_sigmask(SIG_SETMASK, &before, nullptr);
   if (pid < 0) {
-    if (cloneError == ENOSYS || cloneError == EINVAL || cloneError == E2BIG ||
-        cloneError == EPERM || cloneError == EOPNOTSUPP) {
-      return false;
-    }
-    KJ_FAIL_SYSCALL("clone3", cloneError, plan.path);
+    // No clone3 (ENOSYS: old kernel, a container's seccomp profile), or not into this cgroup
+    // (EACCES, EBUSY, ...): posix_spawn() then, whose own errors are the ones to report.
+    return false;
   }
   reportWrite = nullptr;
   int error = 0;
