@@ -26,8 +26,20 @@ constexpr uint32_t EVENTS = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB
 
 }  // namespace
 
+bool FileStamp::operator==(const FileStamp& other) const {
+  return device == other.device && inode == other.inode && size == other.size &&
+         modified.tv_sec == other.modified.tv_sec && modified.tv_nsec == other.modified.tv_nsec;
+}
+
+std::optional<FileStamp> stampOf(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) < 0) return std::nullopt;
+  return FileStamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+}
+
 ReloadWatch::ReloadWatch(std::optional<std::string> script, std::optional<std::string> trigger,
-                         std::function<void(const std::string& reason)> reload)
+                         std::function<void(const std::string& reason)> reload,
+                         std::optional<FileStamp> scriptAsLoaded)
     : reload_(std::move(reload)) {
   int fd;
   KJ_SYSCALL(fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
@@ -36,6 +48,10 @@ ReloadWatch::ReloadWatch(std::optional<std::string> script, std::optional<std::s
   stop_ = kj::AutoCloseFd(fd);
   if (script) add(*script, "the script changed", "reload=on-change");
   if (trigger) add(*trigger, "reload-trigger was touched", "reload-trigger=" + *trigger);
+  // Only now that the directory is watched: a change after this stat() is an event.
+  if (script && scriptAsLoaded && stampOf(*script) != scriptAsLoaded) {
+    changedBeforeWatch_ = "the script changed";
+  }
   thread_ = std::thread([this] { watch(); });
 }
 
@@ -60,7 +76,7 @@ void ReloadWatch::add(const std::string& path, const char* reason, const std::st
 
 void ReloadWatch::watch() {
   alignas(inotify_event) char buffer[4096];
-  std::string pending;  // the reason of a change not yet acted on
+  std::string pending = changedBeforeWatch_;  // the reason of a change not yet acted on
   for (;;) {
     pollfd fds[] = {{stop_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
     int r = poll(fds, 2, pending.empty() ? -1 : SETTLE_MILLISECONDS);

@@ -89,6 +89,7 @@ std::unique_ptr<WorkerProcess> Supervisor::spawn(bool withConfigSocket, const ch
 
 const ScriptInfo& Supervisor::start() {
   configIo_ = std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
+  scriptAsLoaded_ = stampOf(setup_.script);  // before any worker reads it
   for (auto& slot : slots_) {
     slot.firstProcess = spawn(true, "worker");
     auto sockets = slot.firstProcess->takeSockets();
@@ -159,7 +160,8 @@ void Supervisor::startServing() {
   if (setup_.reloadOnChange || setup_.reloadTrigger) {
     reloadWatch_ = std::make_unique<ReloadWatch>(
         setup_.reloadOnChange ? std::optional<std::string>(setup_.script) : std::nullopt,
-        setup_.reloadTrigger, [this](const std::string& reason) { reload(reason); });
+        setup_.reloadTrigger, [this](const std::string& reason) { reload(reason); },
+        scriptAsLoaded_);
   }
 }
 

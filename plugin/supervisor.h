@@ -133,6 +133,9 @@ private:
   std::vector<std::weak_ptr<WorkerInstance>> bringingUp_;
   std::unique_ptr<ShutdownWatch> shutdownWatch_;
   std::unique_ptr<ReloadWatch> reloadWatch_;
+  std::optional<FileStamp> scriptAsLoaded_;
+  // The script as the first workers loaded it: a change before the reload watch begins (at
+  // after_fork) is seen when it does.
 };
 
 }  // namespace pyworker

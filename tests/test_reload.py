@@ -81,6 +81,26 @@ class ReloadTest(NbdkitTestCase):
         self.assertTrue(wait_until(lambda: old_pid not in worker_pids(self.token), 10))
         self.assertEqual(worker_pids(self.token), [version(new)[1]])
 
+    def test_a_change_while_nbdkit_starts_is_seen(self):
+        # The script changes itself in after_fork, before the watch on it begins (nbdkit
+        # listens already): once the watch is in place it must see that the script is not the
+        # one the workers loaded, and reload it.
+        text = SCRIPT % "v0" + """
+import builtins
+_PATH = __file__  # gone once the script has run
+def after_fork():
+    if VERSION == b"v0":
+        with builtins.open(_PATH) as f:
+            new = f.read().replace('VERSION = b"v0"', 'VERSION = b"v1"')
+        with builtins.open(_PATH, "w") as f:
+            f.write(new)
+"""
+        script = self.script("reload.py", text=text)
+        server = self.start(script, "reload=on-change")
+        self.assertTrue(self.reloaded(server, 1), server.stderr())
+        self.assertIn("(the script changed, modified", server.stderr())
+        self.assertEqual(version(server.connect())[0], "v1")
+
     def test_a_retired_worker_cleans_up_and_its_exit_output_reaches_the_log(self):
         # Issue 20 item 3: it exited without cleanup(), and what atexit handlers print was lost.
         script = self.script("reload.py", text=EXIT_SCRIPT % "one")
