@@ -127,6 +127,18 @@ class RecoverTest(NbdkitTestCase):
         os.unlink(self.path + ".size")
         self.assertEqual(server.connect().get_size(), size)
 
+    def test_a_can_answer_changed_at_reopen_is_refused(self):
+        # nbdkit told the client the connection is multi-conn; the new handle says otherwise.
+        server = self.serve()
+        h = server.connect()
+        self.assertTrue(h.can_multi_conn())
+        open(self.path + ".single-conn", "w").close()
+        self.kill_worker_of(h)
+        self.assertNbdError("EIO", h.pread, 512, 0)
+        self.assertRegex(server.stderr(), r"cannot re-open the connection \(export \"\"\) on "
+                                          r"worker process \d+: can_multi_conn changed from 1 "
+                                          r"to 0")
+
     def test_open_raising_at_reopen_is_refused(self):
         server = self.serve()
         h = server.connect()

@@ -1,6 +1,7 @@
 # A file-backed disk for recover=reopen: its state lives outside the interpreter, as the
 # scripts recover=reopen is for. Knobs a test turns from outside, through files next to the
-# disk: "<file>.size" overrides get_size, "<file>.refuse-open" makes open() raise. The last
+# disk: "<file>.size" overrides get_size, "<file>.refuse-open" makes open() raise,
+# "<file>.single-conn" makes can_multi_conn() False. The last
 # sector reads back what the connection was opened with and by whom, and which worker
 # answered this read: "export=NAME;readonly=R;tls=T;pid=PID;peer_pid=P;peer_uid=U;
 # peer_gid=G;served=PID" (pid: the worker that opened the handle; peer_*: what the nbdkit
@@ -60,7 +61,7 @@ def get_size(h):
 
 
 def can_multi_conn(h):
-    return True
+    return not os.path.exists(path + ".single-conn")
 
 
 def pread(h, buf, offset, flags):
