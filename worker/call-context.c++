@@ -6,8 +6,8 @@ namespace {
 thread_local CallState* threadCall = nullptr;
 }
 
-ConnectionInfo ConnectionInfo::from(rpc::ConnectionContext::Reader context) {
-  ConnectionInfo info;
+ConnectionContext ConnectionContext::from(rpc::ConnectionContext::Reader context) {
+  ConnectionContext info;
   auto name = context.getExportName();
   info.exportName.assign(reinterpret_cast<const char*>(name.begin()), name.size());
   info.hasExportName = context.getHasExportName();
@@ -20,7 +20,7 @@ ConnectionInfo ConnectionInfo::from(rpc::ConnectionContext::Reader context) {
   return info;
 }
 
-CallScope::CallScope(const ConnectionInfo* connection): saved(threadCall) {
+CallScope::CallScope(const ConnectionContext* connection): saved(threadCall) {
   current.connection = connection;
   threadCall = &current;
 }

@@ -11,7 +11,7 @@
 
 namespace pyworker {
 
-struct ConnectionInfo {
+struct ConnectionContext {
   // A plain copy of rpc::ConnectionContext, safe to read on any thread.
   std::string exportName;
   bool hasExportName = false;
@@ -21,11 +21,11 @@ struct ConnectionInfo {
   int64_t peerUid = -1;
   int64_t peerGid = -1;
 
-  static ConnectionInfo from(rpc::ConnectionContext::Reader context);
+  static ConnectionContext from(rpc::ConnectionContext::Reader context);
 };
 
 struct CallState {
-  const ConnectionInfo* connection = nullptr;  // null outside connection-scoped callbacks
+  const ConnectionContext* connection = nullptr;  // null outside connection-scoped callbacks
   const char* callback = nullptr;              // the script's callback running ("pread")
   int error = 0;                               // nbdkit.set_error()
   rpc::Disconnect disconnect = rpc::Disconnect::NONE;
@@ -35,7 +35,7 @@ struct CallState {
 class CallScope {
   // Makes `state` the current call's state on this thread for the scope's lifetime.
 public:
-  explicit CallScope(const ConnectionInfo* connection);
+  explicit CallScope(const ConnectionContext* connection);
   ~CallScope();
   CallScope(const CallScope&) = delete;
   CallScope& operator=(const CallScope&) = delete;

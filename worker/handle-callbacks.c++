@@ -231,7 +231,7 @@ Outcome HandleCallbacks::flush(const OpenHandle& h, uint32_t flags) const {
   });
 }
 
-Outcome HandleCallbacks::open(bool readonly, ConnectionInfo connection,
+Outcome HandleCallbacks::open(bool readonly, ConnectionContext connection,
                               std::shared_ptr<OpenHandle>& opened) const {
   PyRef handle;
   Outcome outcome = script.call("open", &connection, [&]() {

@@ -25,7 +25,7 @@ class HandleCallbacks {
 public:
   HandleCallbacks(const Script& script, HostLink& host): script(script), host(host) {}
 
-  Outcome open(bool readonly, ConnectionInfo connection,
+  Outcome open(bool readonly, ConnectionContext connection,
                std::shared_ptr<OpenHandle>& opened) const;
   // The script's open(readonly); `opened` is set when it succeeded.
   Outcome getSize(const OpenHandle& h, int64_t& size) const;

@@ -216,7 +216,7 @@ Outcome LaneServer::run(rpc::LaneCall::Reader call, rpc::LaneReply::Builder repl
   if (call.isOpen()) {
     std::shared_ptr<OpenHandle> opened;
     Outcome outcome = callbacks_.open(call.getReadonly(),
-                                      ConnectionInfo::from(call.getContext()), opened);
+                                      ConnectionContext::from(call.getContext()), opened);
     if (opened) reply.setHandleId(handles_.add(kj::mv(opened)));
     return outcome;
   }

@@ -32,7 +32,7 @@ void toHost(Send&& send) {
   }
 }
 
-const ConnectionInfo* connection() {
+const ConnectionContext* connection() {
   CallState* call = currentCall();
   return call ? call->connection : nullptr;
 }
@@ -65,7 +65,7 @@ PyObject* debug(PyObject*, PyObject* args) {
 
 PyObject* exportName(PyObject*, PyObject*) {
   // nbdkit 1.32 has no connection context in preconnect and list_exports: same answer.
-  const ConnectionInfo* conn = connection();
+  const ConnectionContext* conn = connection();
   if (!conn || !conn->hasExportName) return noConnection("export_name");
   return PyUnicode_DecodeUTF8(conn->exportName.data(), conn->exportName.size(), "strict");
 }
@@ -134,7 +134,7 @@ PyObject* disconnect(PyObject*, PyObject* args) {
 }
 
 PyObject* isTls(PyObject*, PyObject*) {
-  const ConnectionInfo* conn = connection();
+  const ConnectionContext* conn = connection();
   if (!conn) return noConnection("is_tls");
   return PyBool_FromLong(conn->isTls);
 }
@@ -153,7 +153,7 @@ PyObject* nanosleep(PyObject*, PyObject* args) {
 }
 
 PyObject* peerName(PyObject*, PyObject*) {
-  const ConnectionInfo* conn = connection();
+  const ConnectionContext* conn = connection();
   if (!conn) return noConnection("peer_name");
   const std::string& raw = conn->peerAddress;
   if (raw.size() < sizeof(sa_family_t)) return failed("peer_name");
@@ -190,9 +190,9 @@ PyObject* peerName(PyObject*, PyObject*) {
 
 // nbdkit's python plugin (≥ 1.38) raises ValueError("Unable to get client pid") whenever
 // nbdkit_peer_pid() fails: no connection in this thread, or a TCP client. Scripts catch that.
-template <int64_t ConnectionInfo::*field>
+template <int64_t ConnectionContext::*field>
 PyObject* peerId(const char* which) {
-  const ConnectionInfo* conn = connection();
+  const ConnectionContext* conn = connection();
   if (!conn) toHost([](HostLink& host) { host.error("no connection in this thread"); });
   if (!conn || conn->*field < 0) {
     PyErr_Format(PyExc_ValueError, "Unable to get client %s", which);
@@ -201,9 +201,9 @@ PyObject* peerId(const char* which) {
   return PyLong_FromLongLong(conn->*field);
 }
 
-PyObject* peerPid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerPid>("pid"); }
-PyObject* peerUid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerUid>("uid"); }
-PyObject* peerGid(PyObject*, PyObject*) { return peerId<&ConnectionInfo::peerGid>("gid"); }
+PyObject* peerPid(PyObject*, PyObject*) { return peerId<&ConnectionContext::peerPid>("pid"); }
+PyObject* peerUid(PyObject*, PyObject*) { return peerId<&ConnectionContext::peerUid>("uid"); }
+PyObject* peerGid(PyObject*, PyObject*) { return peerId<&ConnectionContext::peerGid>("gid"); }
 
 // What nbdkit 1.32 cannot tell (nbdkit_peer_security_context() came in 1.36,
 // nbdkit_peer_tls_dn() and nbdkit_peer_tls_issuer_dn() in 1.40) and the plugin does not capture:

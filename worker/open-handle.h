@@ -19,7 +19,7 @@ struct OpenHandle {
   // WARNING: read and cleared only with the GIL held. close() clears it, under the GIL, so
   // that whichever thread drops the last reference to this struct needs no GIL (and a second
   // close finds nothing to close).
-  ConnectionInfo connection;
+  ConnectionContext connection;
   mutable int canZero = -1;
   // The script's can_zero answer, once asked (GIL held): nbdkit python keeps it per handle
   // and its can_fast_zero default ("not can_zero") reuses it without calling can_zero again.

@@ -207,7 +207,7 @@ PyRef Script::lookup(const char* name) const {
   return callback;
 }
 
-Outcome Script::call(const char* callback, const ConnectionInfo* connection,
+Outcome Script::call(const char* callback, const ConnectionContext* connection,
                      kj::FunctionParam<void()> body) const {
   GilScope gil;
   CallScope scope(connection);

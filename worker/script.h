@@ -66,7 +66,7 @@ public:
   // The callable named `name` on __main__, or null (absent or not callable). GIL held.
   bool defined(const char* name) const { return bool(lookup(name)); }
 
-  Outcome call(const char* callback, const ConnectionInfo* connection,
+  Outcome call(const char* callback, const ConnectionContext* connection,
                kj::FunctionParam<void()> body) const;
   // Takes the GIL, makes a per-call state for `connection` and runs `body`, turning a Python
   // exception or a ScriptError into nbdkit's "<script>: <callback>: error: ..." outcome with

@@ -253,7 +253,7 @@ kj::Promise<void> WorkerServer::dumpPlugin(DumpPluginContext context) {
 kj::Promise<void> WorkerServer::preconnect(PreconnectContext context) {
   auto params = context.getParams();
   bool readonly = params.getReadonly();
-  auto connection = ConnectionInfo::from(params.getContext());
+  auto connection = ConnectionContext::from(params.getContext());
   return services.executor.run<Outcome>([this, readonly, connection]() {
     return services.script.call("preconnect", &connection, [&]() {
       if (PyRef fn = services.script.lookup("preconnect")) {
@@ -269,7 +269,7 @@ kj::Promise<void> WorkerServer::preconnect(PreconnectContext context) {
 kj::Promise<void> WorkerServer::listExports(ListExportsContext context) {
   auto params = context.getParams();
   bool readonly = params.getReadonly();
-  auto connection = ConnectionInfo::from(params.getContext());
+  auto connection = ConnectionContext::from(params.getContext());
   struct Result { Outcome outcome; bool useDefault = true; std::vector<ExportValue> exports; };
   return services.executor.run<Result>([this, readonly, connection]() {
     Result result;
@@ -299,7 +299,7 @@ kj::Promise<void> WorkerServer::listExports(ListExportsContext context) {
 kj::Promise<void> WorkerServer::defaultExport(DefaultExportContext context) {
   auto params = context.getParams();
   bool readonly = params.getReadonly();
-  auto connection = ConnectionInfo::from(params.getContext());
+  auto connection = ConnectionContext::from(params.getContext());
   struct Result { Outcome outcome; std::string name; };
   return services.executor.run<Result>([this, readonly, connection]() {
     Result result;
