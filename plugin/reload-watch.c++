@@ -49,10 +49,11 @@ ReloadWatch::ReloadWatch(std::optional<std::string> script, std::optional<std::s
   if (script) add(*script, "the script changed", "reload=on-change");
   if (trigger) add(*trigger, "reload-trigger was touched", "reload-trigger=" + *trigger);
   // Only now that the directory is watched: a change after this stat() is an event.
+  std::string changedBeforeWatch;
   if (script && scriptAsLoaded && stampOf(*script) != scriptAsLoaded) {
-    changedBeforeWatch_ = "the script changed";
+    changedBeforeWatch = "the script changed";
   }
-  thread_ = std::thread([this] { watch(); });
+  thread_ = std::thread([this, changedBeforeWatch] { watch(changedBeforeWatch); });
 }
 
 ReloadWatch::~ReloadWatch() noexcept {
@@ -74,9 +75,9 @@ void ReloadWatch::add(const std::string& path, const char* reason, const std::st
   watched_.push_back({wd, name, reason});
 }
 
-void ReloadWatch::watch() {
+void ReloadWatch::watch(std::string pending) {
+  // `pending`: the reason of a change not yet acted on.
   alignas(inotify_event) char buffer[4096];
-  std::string pending = changedBeforeWatch_;  // the reason of a change not yet acted on
   for (;;) {
     pollfd fds[] = {{stop_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
     int r = poll(fds, 2, pending.empty() ? -1 : SETTLE_MILLISECONDS);

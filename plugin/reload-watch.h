@@ -49,7 +49,8 @@ private:
     std::string reason;
   };
 
-  void watch();
+  void watch(std::string pending);
+  // `pending`: a change seen before the thread started (the script changed during start-up).
   void add(const std::string& path, const char* reason, const std::string& what);
   // `what` names the parameter in the error if the directory cannot be watched.
 
@@ -57,7 +58,6 @@ private:
   kj::AutoCloseFd stop_;  // eventfd: the destructor's wake-up
   std::vector<Watched> watched_;
   std::function<void(const std::string&)> reload_;
-  std::string changedBeforeWatch_;  // the reason, if the script changed before the watch began
   std::thread thread_;
 };
 

@@ -20,8 +20,10 @@ ThreadStackChange setDefaultThreadStack(std::optional<uint64_t> requested) {
   size_t before = 0;
   int e = pthread_attr_getstacksize(&attributes, &before);
   size_t after = chooseThreadStack(requested, before);
-  if (e == 0 && after != before) e = pthread_attr_setstacksize(&attributes, after);
-  if (e == 0 && after != before) e = pthread_setattr_default_np(&attributes);
+  if (e == 0 && after != before) {
+    e = pthread_attr_setstacksize(&attributes, after);
+    if (e == 0) e = pthread_setattr_default_np(&attributes);
+  }
   pthread_attr_destroy(&attributes);
   if (e != 0) throw std::system_error(e, std::generic_category(), "setting the thread stack size");
   return {before, after};

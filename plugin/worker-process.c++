@@ -219,7 +219,7 @@ void WorkerProcess::kill() {
 void WorkerProcess::killGroup() {
   // For a worker that ended without ending what its script started (a crash, os._exit(), a
   // SIGKILL from outside): its children were reparented to init, but those still in its
-  // process group (the worker's pid: posix_spawn's setpgroup) can be found. A setsid() daemon
+  // process group (the worker's pid: it leads one from its spawn) can be found. A setsid() daemon
   // cannot, unless the worker has a cgroup. Called with exitMutex_ held.
   if (cgroup_ && cgroup_->killAll()) {
     // Every process the script started is in the cgroup (a setsid() one included): no need

@@ -111,10 +111,10 @@ private:
   size_t dataSize_ = 0;
   std::unique_ptr<SharedArena> arena_;
   std::optional<WorkerCgroup> cgroup_;
-  bool pdb_ = false;
   // Where one can be made (worker-cgroup.h): ends everything the script started, setsid()
   // daemons of a worker that died by itself included. Removed after the worker (declared
   // before what is destroyed first).
+  bool pdb_ = false;  // removesPdbRendezvous()
   kj::AutoCloseFd lifeline_;
   // A duplicate of the plugin's serving end, kept to shutdown() the socket itself when
   // stopping: closing our fd alone is not EOF while a copy lives on (nbdkit --run forks, and
